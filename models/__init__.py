@@ -1,0 +1,55 @@
+"""The workload and its implementations, one module per concurrency model."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from models.load import Record, Window
+
+
+@dataclass(frozen=True)
+class Model:
+    """A registry entry: which module runs the model, and on what."""
+
+    name: str
+    module: str
+    description: str
+    cap: Literal["threads", "processes"] | None = None  # which --max-* flag limits N
+    requires: str | None = None  # a package that must be importable
+
+    def available(self) -> bool:
+        """Whether this platform can run the model."""
+        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+    def runner(self) -> Callable[[Window], list[Record]]:
+        """The model's `run` function, bound to its runtime."""
+        run: Callable[..., list[Record]] = importlib.import_module(self.module).run
+        if self.name == "uvloop":
+            import uvloop
+
+            return lambda window: run(window, loop_factory=uvloop.new_event_loop)
+        return run
+
+
+MODELS: dict[str, Model] = {
+    m.name: m
+    for m in (
+        Model("sync", "models.sync_model", "one job at a time, steps in sequence"),
+        Model("threads", "models.threads_model", "a thread per in-flight job", cap="threads"),
+        Model(
+            "processes", "models.processes_model", "a process per in-flight job", cap="processes"
+        ),
+        Model("asyncio", "models.asyncio_model", "asyncio tasks on the default event loop"),
+        Model(
+            "uvloop",
+            "models.asyncio_model",
+            "the asyncio model on uvloop's event loop",
+            requires="uvloop",
+        ),
+        Model("trio", "models.trio_model", "trio tasks in nurseries"),
+    )
+}

@@ -1,0 +1,115 @@
+"""processes: one worker process per in-flight job, as in a prefork server; steps overlap on threads."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.context import ForkServerContext
+from multiprocessing.queues import SimpleQueue
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Barrier
+
+from models.load import Record, Window
+from models.workload import Action, Compute, Job, Wait, combine, compute, io_result
+
+# Long enough for 64 workers to start on a loaded 2-core machine; a worker that never
+# arrives breaks the barrier instead of hanging the point.
+_START_TIMEOUT_S = 120.0
+
+
+def run(window: Window) -> list[Record]:
+    """Start the worker processes, run the window's jobs, stop the workers."""
+    # forkserver: workers fork from a clean, pre-imported server, fast and without the
+    # hazards of forking a process that has threads.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return start_users(window, context)
+
+
+def start_users(window: Window, context: ForkServerContext) -> list[Record]:
+    """Start one process per user, start the clock once all are up, gather their records."""
+    counter: Synchronized[int] = context.Value("q", 0)
+    started: Synchronized[float] = context.Value("d", 0.0)
+    ready = context.Barrier(window.concurrency + 1)
+    results: SimpleQueue[list[Record] | Exception] = context.SimpleQueue()
+    users = [
+        context.Process(target=serve, args=(window, counter, started, ready, results))
+        for _ in range(window.concurrency)
+    ]
+    for user in users:
+        user.start()
+    ready.wait(_START_TIMEOUT_S)  # every worker is up and idle
+    started.value = time.perf_counter()
+    ready.wait(_START_TIMEOUT_S)  # ... and now they go
+    records: list[Record] = []
+    for _ in users:
+        outcome = results.get()
+        if isinstance(outcome, Exception):
+            raise outcome
+        records.extend(outcome)
+    for user in users:
+        user.join()
+    return records
+
+
+def serve(
+    window: Window,
+    counter: Synchronized[int],
+    started: Synchronized[float],
+    ready: Barrier,
+    results: SimpleQueue[list[Record] | Exception],
+) -> None:
+    """In a worker process: run jobs back to back until the window closes, then report."""
+    records: list[Record] = []
+    extra_steps = max(len(stage.steps) for stage in window.scenario.stages) - 1
+    with ThreadPoolExecutor(max_workers=max(1, extra_steps)) as pool:
+        ready.wait(_START_TIMEOUT_S)
+        ready.wait(_START_TIMEOUT_S)
+        window = window.start(at_s=started.value)
+
+        def take() -> int:
+            with counter.get_lock():
+                index: int = counter.value
+                counter.value = index + 1
+            return index
+
+        try:
+            while (job := window.job(take())) is not None:
+                started_s = time.perf_counter()
+                checksum = run_job(job, pool)
+                records.append(
+                    Record(job.index, started_s, started_s, time.perf_counter(), checksum)
+                )
+        except Exception as exc:  # the parent is waiting for this worker's records
+            results.put(exc)
+            raise
+    results.put(records)
+
+
+def run_job(job: Job, pool: ThreadPoolExecutor) -> int:
+    """Run the stages in order."""
+    return combine(run_stage(stage, pool) for stage in job.stages)
+
+
+def run_stage(stage: tuple[Action, ...], pool: ThreadPoolExecutor) -> int:
+    """Run the first step in this thread and the others on the worker's pool, at the same time."""
+    others = [pool.submit(run_step, action) for action in stage[1:]]
+    first = run_step(stage[0])
+    return combine([first, *(future.result() for future in others)])
+
+
+def run_step(action: Action) -> int:
+    """Run one step."""
+    return do_io(action) if isinstance(action, Wait) else do_cpu(action)
+
+
+def do_io(wait: Wait) -> int:
+    """Wait, blocking this worker's thread."""
+    time.sleep(wait.seconds)
+    return io_result(wait)
+
+
+def do_cpu(work: Compute) -> int:
+    """Compute in this process, on its own GIL."""
+    return compute(work)
