@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import struct
 import time
 from dataclasses import dataclass, replace
 
@@ -21,7 +23,7 @@ class Record:
 
 @dataclass(frozen=True)
 class Window:
-    """N users keep one job each in flight, from `start()` until the warm-up and measured windows end.
+    """N users keep a job each in flight from `start()` until the measured window closes.
 
     `perf_counter` is CLOCK_MONOTONIC on Linux, one clock for every process of the point.
     """
@@ -33,11 +35,17 @@ class Window:
     warmup_s: float
     duration_s: float
     max_jobs: int | None = None  # stop after this many jobs too (tests want exact counts)
+    announce_fd: int | None = None  # start() writes its time here, for the point's monitor
     started_s: float = 0.0
 
     def start(self, at_s: float | None = None) -> Window:
-        """This window, starting at `at_s` (default: now)."""
-        return replace(self, started_s=time.perf_counter() if at_s is None else at_s)
+        """This window, starting at `at_s` (given by a process that shares a start), or now."""
+        if at_s is not None:
+            return replace(self, started_s=at_s)
+        started = replace(self, started_s=time.perf_counter())
+        if self.announce_fd is not None:
+            os.write(self.announce_fd, struct.pack("d", started.started_s))
+        return started
 
     @property
     def measure_s(self) -> float:

@@ -1,4 +1,4 @@
-"""processes: one worker process per in-flight job, as in a prefork server; steps overlap on threads."""
+"""processes: a worker process per in-flight job, as a prefork server; steps overlap on threads."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def start_users(window: Window, context: ForkServerContext) -> list[Record]:
     for user in users:
         user.start()
     ready.wait(_START_TIMEOUT_S)  # every worker is up and idle
-    started.value = time.perf_counter()
+    started.value = window.start().started_s
     ready.wait(_START_TIMEOUT_S)  # ... and now they go
     records: list[Record] = []
     for _ in users:

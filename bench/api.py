@@ -1,0 +1,172 @@
+"""The Python API behind the CLI and notebooks: `run` a sweep, `load` a run; never reads argv."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench.environment import describe_environment, usable_cores
+from bench.errors import UnknownNameError, UsageError
+from bench.point import PointSpec
+from bench.results import (
+    SCHEMA_VERSION,
+    Point,
+    PointsWriter,
+    Results,
+    latest_run,
+    load_results,
+    new_run_dir,
+    write_meta,
+)
+from bench.scenarios import resolve_scenario, scenario_to_dict
+from bench.sweep import SweepConfig, plan_points, run_sweep
+from models import MODELS
+from models.workload import calibrate
+
+DEFAULT_CONCURRENCY = (1, 16, 64, 256, 1024)
+QUICK_CONCURRENCY = (1, 16)
+DEFAULT_WARMUP_S, QUICK_WARMUP_S = 2.0, 0.3
+DEFAULT_DURATION_S, QUICK_DURATION_S = 5.0, 1.0
+DEFAULT_MAX_PROCESSES = 64
+# Threads beyond ~1000 mostly measure the kernel's scheduler and 8 MiB stacks per thread;
+# raise --max-threads to go further.
+DEFAULT_MAX_THREADS = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Callbacks a caller can pass to follow a run (the CLI draws its progress bar with them)."""
+
+    on_plan: Callable[[int], None] = lambda total: None
+    on_start: Callable[[int, int, PointSpec], None] = lambda i, n, spec: None
+    on_point: Callable[[Point], None] = lambda point: None
+
+
+def run(
+    scenario: str = "ecommerce",
+    models: Sequence[str] | None = None,
+    concurrency: Sequence[int] | None = None,
+    *,
+    warmup_s: float | None = None,
+    duration_s: float | None = None,
+    seed: int = 0,
+    out: str | Path = "results",
+    max_processes: int = DEFAULT_MAX_PROCESSES,
+    max_threads: int = DEFAULT_MAX_THREADS,
+    quick: bool = False,
+    timeout_s: float | None = None,
+    command: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> Results:
+    """Run a closed-loop sweep and return its results; every point is on disk as it finishes.
+
+    `quick` shortens the defaults (N=1,16, 0.3 s warm-up, 1 s window) for a first look.
+    Raises `BenchError` for bad arguments, before anything runs.
+    """
+    config = SweepConfig(
+        scenario=resolve_scenario(scenario),
+        models=check_models(models if models is not None else _default_models()),
+        concurrency=check_concurrency(
+            concurrency or (QUICK_CONCURRENCY if quick else DEFAULT_CONCURRENCY)
+        ),
+        warmup_s=_check_seconds(
+            "--warmup",
+            warmup_s if warmup_s is not None else (QUICK_WARMUP_S if quick else DEFAULT_WARMUP_S),
+            allow_zero=True,
+        ),
+        duration_s=_check_seconds(
+            "--duration",
+            duration_s
+            if duration_s is not None
+            else (QUICK_DURATION_S if quick else DEFAULT_DURATION_S),
+            allow_zero=False,
+        ),
+        seed=seed,
+        max_processes=_check_positive("--max-processes", max_processes),
+        max_threads=_check_positive("--max-threads", max_threads),
+        timeout_s=timeout_s,
+    )
+    progress = progress or Progress()
+    now = dt.datetime.now().astimezone()
+    run_dir = new_run_dir(Path(out), config.scenario.name, now)
+    calibration = calibrate()
+    cores = usable_cores()
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "created": now.isoformat(timespec="seconds"),
+        "command": list(command),
+        **describe_environment(),
+        "scenario": scenario_to_dict(config.scenario),
+        "calibration": dataclasses.asdict(calibration),
+        "config": {
+            "load": "closed",
+            "transport": config.transport,
+            "models": list(config.models),
+            "concurrency": list(config.concurrency),
+            "warmup_s": config.warmup_s,
+            "duration_s": config.duration_s,
+            "seed": config.seed,
+            "max_processes": config.max_processes,
+            "max_threads": config.max_threads,
+            "point_timeout_s": config.point_timeout_s(),
+            "cores": cores,
+        },
+        "finished": None,
+    }
+    write_meta(run_dir, meta)
+    writer = PointsWriter(run_dir)
+    progress.on_plan(len(plan_points(config, calibration)))
+
+    def keep(point: Point) -> None:
+        writer.append(point)
+        progress.on_point(point)
+
+    run_sweep(config, calibration, cores, progress.on_start, keep)
+    write_meta(
+        run_dir, meta | {"finished": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    )
+    return load_results(run_dir)
+
+
+def load(path: str | Path = "latest", out: str | Path = "results") -> Results:
+    """Read a run directory back; `"latest"` is the newest run under `out`."""
+    run_dir = latest_run(Path(out)) if str(path) == "latest" else Path(path)
+    return load_results(run_dir)
+
+
+def _default_models() -> list[str]:
+    return [name for name, model in MODELS.items() if model.available()]
+
+
+def check_models(names: Sequence[str]) -> tuple[str, ...]:
+    """The model names, checked; duplicates dropped, order kept."""
+    if not names:
+        raise UsageError(f"no models given; choose from: {', '.join(MODELS)}")
+    for name in names:
+        if name not in MODELS:
+            raise UnknownNameError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def check_concurrency(levels: Sequence[int]) -> tuple[int, ...]:
+    """The concurrency levels, checked positive; duplicates dropped, order kept."""
+    for level in levels:
+        if level < 1:
+            raise UsageError(f"concurrency {level} is not positive; give levels of 1 or more")
+    return tuple(dict.fromkeys(levels))
+
+
+def _check_seconds(flag: str, value: float, *, allow_zero: bool) -> float:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        wanted = "0 or more" if allow_zero else "more than 0"
+        raise UsageError(f"{flag} {value!r} is not a valid duration; give seconds, {wanted}")
+    return value
+
+
+def _check_positive(flag: str, value: int) -> int:
+    if value < 1:
+        raise UsageError(f"{flag} {value} is not positive; give 1 or more")
+    return value

@@ -1,0 +1,235 @@
+"""The command line: parse arguments, call the API, print progress and results."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from bench import api
+from bench.errors import BenchError, UsageError
+from bench.point import PointSpec
+from bench.results import Point
+from models import MODELS
+from models.scenarios import SCENARIOS
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one `bench: error: ...` line (via BenchError)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; see `python -m bench {self.prog.split()[-1]} --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `bench` command and its subcommands."""
+    parser = _Parser(prog="bench", description="Python concurrency models, measured.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a sweep and write results/<run-id>/")
+    run.add_argument("--scenario", default="ecommerce", help="built-in scenario (see `list`)")
+    run.add_argument("--models", help="comma-separated models (default: all available)")
+    run.add_argument(
+        "--concurrency",
+        help="comma-separated jobs in flight "
+        f"(default {_join(api.DEFAULT_CONCURRENCY)}; --quick: {_join(api.QUICK_CONCURRENCY)})",
+    )
+    run.add_argument("--duration", type=float, help="measured window per point, seconds")
+    run.add_argument("--warmup", type=float, help="uncounted warm-up per point, seconds")
+    run.add_argument("--seed", type=int, default=0, help="seed of the job draws (default 0)")
+    run.add_argument("--out", default="results", help="where run folders go (default results)")
+    run.add_argument(
+        "--max-processes",
+        type=int,
+        default=api.DEFAULT_MAX_PROCESSES,
+        help="most worker processes for `processes` (default %(default)s)",
+    )
+    run.add_argument(
+        "--max-threads",
+        type=int,
+        default=api.DEFAULT_MAX_THREADS,
+        help="most user threads for `threads` (default %(default)s)",
+    )
+    run.add_argument("--quick", action="store_true", help="a short sweep for a first look")
+    run.set_defaults(handler=_run)
+
+    listing = commands.add_parser("list", help="the models and scenarios")
+    listing.set_defaults(handler=_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; bad input is one line on stderr and exit status 2."""
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.handler(args)
+        return code
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    display = _Display(plain=not sys.stdout.isatty() or "NO_COLOR" in os.environ)
+    try:
+        results = api.run(
+            scenario=args.scenario,
+            models=_parse_names("--models", args.models) if args.models is not None else None,
+            concurrency=_parse_levels(args.concurrency) if args.concurrency is not None else None,
+            warmup_s=args.warmup,
+            duration_s=args.duration,
+            seed=args.seed,
+            out=args.out,
+            max_processes=args.max_processes,
+            max_threads=args.max_threads,
+            quick=args.quick,
+            command=["python", "-m", "bench", *sys.argv[1:]],
+            progress=display.progress(),
+        )
+    except KeyboardInterrupt:
+        display.close()
+        print(f"interrupted: {display.done} points kept", file=sys.stderr)
+        return 130
+    display.close()
+    display.summary(display.points)
+    print(f"results: {results.run_dir}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    print("models:")
+    for name, model in MODELS.items():
+        note = "" if model.available() else f"  (needs {model.requires})"
+        print(f"  {name:<10} {model.description}{note}")
+    print("scenarios:")
+    for name, scenario in SCENARIOS.items():
+        print(f"  {name:<10} {scenario.description}")
+    return 0
+
+
+def _parse_names(flag: str, text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise UsageError(f"{flag} {text!r} names nothing; give a comma-separated list")
+    return names
+
+
+def _parse_levels(text: str) -> list[int]:
+    levels = []
+    for part in text.split(","):
+        try:
+            levels.append(int(part))
+        except ValueError:
+            raise UsageError(
+                f"--concurrency {text!r}: {part.strip()!r} is not a whole number; "
+                "give a comma-separated list such as 1,16,256"
+            ) from None
+    return levels
+
+
+def _join(levels: Sequence[int]) -> str:
+    return ",".join(map(str, levels))
+
+
+_COLUMNS = (
+    ("model", "model", "{}"),
+    ("N", "concurrency", "{}"),
+    ("status", "status", "{}"),
+    ("jobs/s", "throughput", "{:.1f}"),
+    ("bound", "bound", "{:.1f}"),
+    ("eff.", "efficiency", "{:.2f}"),
+    ("p50 ms", "latency_p50_ms", "{:.1f}"),
+    ("p99 ms", "latency_p99_ms", "{:.1f}"),
+    ("CPU", "cpu_util", "{:.2f}"),
+    ("RSS MB", "rss_peak_mb", "{:.0f}"),
+)
+
+
+def _cell(row: dict[str, Any], column: str, fmt: str) -> str:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value)
+
+
+class _Display:
+    """Progress while the sweep runs and a table at the end: rich on a terminal, else plain."""
+
+    def __init__(self, plain: bool) -> None:
+        self.plain = plain
+        self.points: list[Point] = []
+        self.done = 0
+        self.total = 0
+        self._bar: Any = None
+        self._task: Any = None
+
+    def progress(self) -> api.Progress:
+        return api.Progress(on_plan=self._plan, on_start=self._start, on_point=self._point)
+
+    def _plan(self, total: int) -> None:
+        self.total = total
+        if not self.plain:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+            )
+            self._task = self._bar.add_task("starting", total=total)
+            self._bar.start()
+
+    def _start(self, i: int, total: int, spec: PointSpec) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=f"{spec.model:<10} N={spec.concurrency:<5}")
+
+    def _point(self, point: Point) -> None:
+        self.points.append(point)
+        self.done += 1
+        row = point.row
+        if row["status"] == "ok":
+            text = (
+                f"{row['throughput']:.1f} jobs/s, p99 {row['latency_p99_ms']:.1f} ms, "
+                f"efficiency {row['efficiency']:.2f}"
+            )
+        else:
+            text = f"{row['status']}: {row['reason']}"
+        line = f"[{self.done}/{self.total}] {row['model']} N={row['concurrency']}: {text}"
+        if self._bar is not None:
+            self._bar.console.print(line, highlight=False, markup=False)
+            self._bar.advance(self._task)
+        else:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def summary(self, points: list[Point]) -> None:
+        rows = [[_cell(p.row, column, fmt) for _, column, fmt in _COLUMNS] for p in points]
+        headers = [title for title, _, _ in _COLUMNS]
+        if self.plain:
+            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+            print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
+            for r in rows:
+                print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers)
+        for r in rows:
+            table.add_row(*r)
+        Console().print(table)

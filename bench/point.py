@@ -1,0 +1,98 @@
+"""One point: a fresh process runs one model at one load level, under a hard timeout."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.scenarios import scenario_to_dict
+from models.workload import Calibration, Scenario
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    """What one point runs."""
+
+    model: str
+    scenario: Scenario
+    calibration: Calibration
+    concurrency: int
+    repeat: int
+    seed: int
+    warmup_s: float
+    duration_s: float
+    max_jobs: int | None = None
+
+    def to_json(self) -> str:
+        """The spec as the point process reads it."""
+        data = {
+            "model": self.model,
+            "scenario": scenario_to_dict(self.scenario),
+            "calibration": dataclasses.asdict(self.calibration),
+            "concurrency": self.concurrency,
+            "seed": self.seed,
+            "warmup_s": self.warmup_s,
+            "duration_s": self.duration_s,
+            "max_jobs": self.max_jobs,
+        }
+        return json.dumps(data)
+
+
+class PointFailed(Exception):
+    """Raised by `measure_point` when the point process hangs, crashes or loses jobs."""
+
+
+def measure_point(spec: PointSpec, timeout_s: float) -> dict[str, Any]:
+    """Run `spec` in a fresh process and return its summary (see `bench.child.summarize`)."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p),
+    )
+    # A session of its own: Ctrl-C reaches the sweep, which then stops the whole tree itself.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out, err = child.communicate(spec.to_json(), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise PointFailed(f"timed out after {timeout_s:.0f} s (the point's hard timeout)") from None
+    finally:
+        _kill_tree(child.pid)
+    if child.returncode != 0:
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        last = lines[-1] if lines else "no error output"
+        raise PointFailed(f"point process exited with status {child.returncode}: {last}")
+    summary: dict[str, Any] = json.loads(out)
+    if summary["problems"]:
+        raise PointFailed("; ".join(summary["problems"]))
+    return summary
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a point process and every process it started, if any is left."""
+    try:
+        root = psutil.Process(pid)
+        tree = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(tree, timeout=5)

@@ -1,0 +1,162 @@
+"""Run directories: meta.json, points.csv and histograms.jsonl, written as points finish.
+
+Schema history (`schema_version` in meta.json):
+  1 — first version: closed-loop points, `sleep` transport.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.errors import OutputError, ResultsError
+from bench.stats import Histogram
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 1
+
+POINT_COLUMNS = (
+    "model",
+    "load",
+    "concurrency",
+    "rate",
+    "repeat",
+    "status",
+    "reason",
+    "scenario",
+    "transport",
+    "submitted",
+    "jobs",
+    "errors",
+    "elapsed_s",
+    "throughput",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "latency_p999_ms",
+    "latency_max_ms",
+    "latency_mean_ms",
+    "cpu_s",
+    "cpu_util",
+    "rss_peak_mb",
+    "ctx_switches",
+    "drain_s",
+    "littles_n",
+    "bound",
+    "efficiency",
+)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One row of points.csv (keys of `POINT_COLUMNS`) and the latency histogram behind it."""
+
+    row: dict[str, Any]
+    histogram: Histogram
+
+
+def new_run_dir(out: Path, scenario: str, now: dt.datetime) -> Path:
+    """Create `out/<run-id>/`, where the run id is the start time and the scenario."""
+    run_id = f"{now:%Y%m%d-%H%M%S}-{scenario}"
+    run_dir = out / run_id
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for suffix in range(1, 1000):  # two runs started in the same second
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                run_dir = out / f"{run_id}-{suffix}"
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write results to {str(out)!r} ({exc.strerror or exc}); "
+            "pass --out with a directory you can write"
+        ) from None
+    return run_dir
+
+
+def write_meta(run_dir: Path, meta: dict[str, Any]) -> None:
+    """Write meta.json atomically, so a reader never sees half of it."""
+    _write_atomically(run_dir / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
+
+
+class PointsWriter:
+    """Appends each finished point to points.csv and histograms.jsonl at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.csv_path = run_dir / "points.csv"
+        self.histograms_path = run_dir / "histograms.jsonl"
+        with self.csv_path.open("w", newline="") as f:
+            csv.writer(f).writerow(POINT_COLUMNS)
+        self.histograms_path.touch()
+
+    def append(self, point: Point) -> None:
+        """Write one point; each file gets one complete line, flushed to disk."""
+        with self.csv_path.open("a", newline="") as f:
+            csv.writer(f).writerow([_cell(point.row.get(c)) for c in POINT_COLUMNS])
+            f.flush()
+            os.fsync(f.fileno())
+        key = {k: point.row[k] for k in ("model", "load", "concurrency", "rate", "repeat")}
+        with self.histograms_path.open("a") as f:
+            f.write(json.dumps({**key, "latency_ms": point.histogram.to_dict()}) + "\n")
+            f.flush()
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Results:
+    """A run read back: its points as a DataFrame, its meta.json and where it lives."""
+
+    run_dir: Path
+    points: pd.DataFrame
+    meta: dict[str, Any]
+
+
+def latest_run(out: Path) -> Path:
+    """The newest run directory under `out`."""
+    runs = sorted(p for p in out.glob("*") if (p / "meta.json").is_file())
+    if not runs:
+        raise ResultsError(f"no runs in {str(out)!r}; run `python -m bench run` first")
+    return runs[-1]
+
+
+def load_results(run_dir: Path) -> Results:
+    """Read a run directory; a missing or malformed file is a `ResultsError`."""
+    import pandas as pd
+
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text())
+        points = pd.read_csv(run_dir / "points.csv", keep_default_na=False, na_values=[""])
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read run {str(run_dir)!r}: {exc}") from None
+    missing = [c for c in POINT_COLUMNS if c not in points.columns]
+    if missing:
+        raise ResultsError(f"{run_dir / 'points.csv'} lacks columns: {', '.join(missing)}")
+    points["reason"] = points["reason"].fillna("")
+    return Results(run_dir, points, meta)

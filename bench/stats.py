@@ -1,0 +1,101 @@
+"""Statistics: a mergeable latency histogram, per-point summaries, and the analytical bound."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.workload import Scenario
+
+# Buckets grow by 0.2%; reporting a bucket's geometric middle keeps every value within 0.1%.
+_RATIO = 1.002
+_LOG_RATIO = math.log(_RATIO)
+_FLOOR_MS = 1e-6  # one nanosecond: anything shorter is recorded as this
+
+
+@dataclass
+class Histogram:
+    """Log-bucketed latency histogram in milliseconds, HdrHistogram-style: at most 0.1% error."""
+
+    counts: dict[int, int] = field(default_factory=dict)
+    total: int = 0
+    sum_ms: float = 0.0
+    min_ms: float = math.inf
+    max_ms: float = 0.0
+
+    def record(self, value_ms: float) -> None:
+        """Add one value."""
+        bucket = math.floor(math.log(max(value_ms, _FLOOR_MS)) / _LOG_RATIO)
+        self.counts[bucket] = self.counts.get(bucket, 0) + 1
+        self.total += 1
+        self.sum_ms += value_ms
+        self.min_ms = min(self.min_ms, value_ms)
+        self.max_ms = max(self.max_ms, value_ms)
+
+    def merge(self, other: Histogram) -> None:
+        """Add every value of `other`."""
+        for bucket, count in other.counts.items():
+            self.counts[bucket] = self.counts.get(bucket, 0) + count
+        self.total += other.total
+        self.sum_ms += other.sum_ms
+        self.min_ms = min(self.min_ms, other.min_ms)
+        self.max_ms = max(self.max_ms, other.max_ms)
+
+    def percentile(self, percent: float) -> float:
+        """The nearest-rank percentile (NaN when empty)."""
+        if self.total == 0:
+            return math.nan
+        rank = max(1, math.ceil(percent / 100.0 * self.total))
+        seen = 0
+        for bucket in sorted(self.counts):
+            seen += self.counts[bucket]
+            if seen >= rank:
+                middle = math.exp((bucket + 0.5) * _LOG_RATIO)
+                return min(max(middle, self.min_ms), self.max_ms)
+        return self.max_ms
+
+    @property
+    def mean_ms(self) -> float:
+        """The exact mean (NaN when empty)."""
+        return self.sum_ms / self.total if self.total else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "counts": {str(k): v for k, v in sorted(self.counts.items())},
+            "total": self.total,
+            "sum_ms": self.sum_ms,
+            "min_ms": self.min_ms if self.total else None,
+            "max_ms": self.max_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Histogram:
+        """The inverse of `to_dict`."""
+        return cls(
+            counts={int(k): int(v) for k, v in data["counts"].items()},
+            total=int(data["total"]),
+            sum_ms=float(data["sum_ms"]),
+            min_ms=math.inf if data["min_ms"] is None else float(data["min_ms"]),
+            max_ms=float(data["max_ms"]),
+        )
+
+
+def histogram_of(values_ms: Iterable[float]) -> Histogram:
+    """A histogram holding `values_ms`."""
+    histogram = Histogram()
+    for value in values_ms:
+        histogram.record(value)
+    return histogram
+
+
+def bound_per_s(scenario: Scenario, concurrency: int, cores: int) -> float:
+    """What any model could reach: min(N / L_crit, cores / D_cpu), in jobs per second."""
+    limits = [math.inf]
+    if scenario.critical_path_ms() > 0:
+        limits.append(concurrency / (scenario.critical_path_ms() / 1000.0))
+    if scenario.cpu_ms() > 0:
+        limits.append(cores / (scenario.cpu_ms() / 1000.0))
+    return min(limits)

@@ -1,0 +1,159 @@
+"""The closed-loop sweep: plan the points, run each in a fresh process, hand each result on."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.point import PointFailed, PointSpec, measure_point
+from bench.results import Point
+from bench.stats import Histogram, bound_per_s
+from models import MODELS
+from models.workload import Calibration, Scenario
+
+# Grace on top of warm-up and measured window for starting the runtime and draining jobs.
+_TIMEOUT_GRACE_S = 60.0
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that decides which points run and how."""
+
+    scenario: Scenario
+    models: tuple[str, ...]
+    concurrency: tuple[int, ...]
+    warmup_s: float
+    duration_s: float
+    seed: int
+    max_processes: int
+    max_threads: int
+    transport: str = "sleep"
+    timeout_s: float | None = None  # per point; default: 2 x (warm-up + window) + grace
+
+    def point_timeout_s(self) -> float:
+        """The hard timeout of each point."""
+        if self.timeout_s is not None:
+            return self.timeout_s
+        return 2 * (self.warmup_s + self.duration_s) + _TIMEOUT_GRACE_S
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A point to run, or to record as skipped with `skip_reason`."""
+
+    spec: PointSpec
+    skip_reason: str = ""
+
+
+def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
+    """Every model at every level, in sweep order; points above a model's cap are skipped."""
+    caps = {"threads": config.max_threads, "processes": config.max_processes}
+    flags = {"threads": "--max-threads", "processes": "--max-processes"}
+    planned = []
+    for model in config.models:
+        info = MODELS[model]
+        for level in config.concurrency:
+            spec = PointSpec(
+                model,
+                config.scenario,
+                calibration,
+                level,
+                1,
+                config.seed,
+                config.warmup_s,
+                config.duration_s,
+            )
+            reason = ""
+            if not info.available():
+                reason = f"{info.requires} is not installed on this platform"
+            elif info.cap is not None and level > caps[info.cap]:
+                reason = (
+                    f"N={level} is above the {info.cap} cap of {caps[info.cap]}; "
+                    f"raise it with {flags[info.cap]}"
+                )
+            planned.append(Planned(spec, reason))
+    return planned
+
+
+def run_sweep(
+    config: SweepConfig,
+    calibration: Calibration,
+    cores: int,
+    on_start: Callable[[int, int, PointSpec], None] = lambda i, n, spec: None,
+    on_point: Callable[[Point], None] = lambda point: None,
+) -> list[Point]:
+    """Run every planned point in turn; a failed point is recorded and the sweep goes on."""
+    planned = plan_points(config, calibration)
+    points = []
+    for i, item in enumerate(planned):
+        on_start(i, len(planned), item.spec)
+        if item.skip_reason:
+            point = _unmeasured(config, item.spec, cores, "skipped", item.skip_reason)
+        else:
+            try:
+                summary = measure_point(item.spec, config.point_timeout_s())
+            except PointFailed as exc:
+                point = _unmeasured(config, item.spec, cores, "failed", str(exc))
+            else:
+                point = _measured(config, item.spec, cores, summary)
+        points.append(point)
+        on_point(point)
+    return points
+
+
+def _base_row(config: SweepConfig, spec: PointSpec, cores: int) -> dict[str, Any]:
+    return {
+        "model": spec.model,
+        "load": "closed",
+        "concurrency": spec.concurrency,
+        "rate": None,
+        "repeat": spec.repeat,
+        "scenario": config.scenario.name,
+        "transport": config.transport,
+        "bound": bound_per_s(config.scenario, spec.concurrency, cores),
+    }
+
+
+def _unmeasured(
+    config: SweepConfig, spec: PointSpec, cores: int, status: str, reason: str
+) -> Point:
+    row = _base_row(config, spec, cores) | {"status": status, "reason": reason}
+    return Point(row, Histogram())
+
+
+def _measured(config: SweepConfig, spec: PointSpec, cores: int, summary: dict[str, Any]) -> Point:
+    row = _base_row(config, spec, cores)
+    latency = Histogram.from_dict(summary["histogram"])
+    elapsed_s = summary["elapsed_s"]
+    throughput = (summary["jobs"] - summary["errors"]) / elapsed_s if elapsed_s > 0 else 0.0
+    status, reason = "ok", ""
+    if latency.total == 0:
+        status = "failed"
+        reason = "no job finished inside the measured window; lengthen --duration"
+    elif summary["errors"]:
+        reason = f"{summary['errors']} jobs returned a wrong checksum"
+    row |= {
+        "status": status,
+        "reason": reason,
+        "submitted": summary["submitted"],
+        "jobs": summary["jobs"],
+        "errors": summary["errors"],
+        "elapsed_s": elapsed_s,
+        "throughput": throughput,
+        "latency_p50_ms": latency.percentile(50),
+        "latency_p90_ms": latency.percentile(90),
+        "latency_p99_ms": latency.percentile(99),
+        "latency_p999_ms": latency.percentile(99.9),
+        "latency_max_ms": latency.max_ms if latency.total else math.nan,
+        "latency_mean_ms": latency.mean_ms,
+        "cpu_s": summary["cpu_s"],
+        "cpu_util": summary["cpu_s"] / elapsed_s if elapsed_s > 0 else math.nan,
+        "rss_peak_mb": summary["rss_peak_mb"],
+        "ctx_switches": summary["ctx_switches"],
+        "drain_s": summary["drain_s"],
+        "littles_n": throughput * latency.mean_ms / 1000.0,
+        "efficiency": throughput / row["bound"],
+    }
+    return Point(row, latency)
