@@ -60,7 +60,7 @@ def measure_point(spec: PointSpec, timeout_s: float) -> dict[str, Any]:
         PYTHONPATH=os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p),
     )
     # A session of its own: Ctrl-C reaches the sweep, which then stops the whole tree itself.
-    child = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "bench.child"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -68,13 +68,15 @@ def measure_point(spec: PointSpec, timeout_s: float) -> dict[str, Any]:
         text=True,
         env=env,
         start_new_session=True,
-    )
-    try:
-        out, err = child.communicate(spec.to_json(), timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise PointFailed(f"timed out after {timeout_s:.0f} s (the point's hard timeout)") from None
-    finally:
-        _kill_tree(child.pid)
+    ) as child:
+        try:
+            out, err = child.communicate(spec.to_json(), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise PointFailed(
+                f"timed out after {timeout_s:.0f} s (the point's hard timeout)"
+            ) from None
+        finally:
+            _kill_tree(child.pid)
     if child.returncode != 0:
         lines = [line for line in err.strip().splitlines() if line.strip()]
         last = lines[-1] if lines else "no error output"

@@ -54,6 +54,9 @@ POINT_COLUMNS = (
     "bound",
     "efficiency",
 )
+TEXT_COLUMNS = ("model", "load", "status", "reason", "scenario", "transport")
+# Counts are empty on skipped and failed rows, hence pandas' nullable integers; the rest is float.
+COUNT_COLUMNS = ("concurrency", "repeat", "submitted", "jobs", "errors", "ctx_switches")
 
 
 @dataclass(frozen=True)
@@ -152,11 +155,18 @@ def load_results(run_dir: Path) -> Results:
 
     try:
         meta = json.loads((run_dir / "meta.json").read_text())
-        points = pd.read_csv(run_dir / "points.csv", keep_default_na=False, na_values=[""])
+        points = pd.read_csv(
+            run_dir / "points.csv",
+            dtype={
+                c: str if c in TEXT_COLUMNS else "Int64" if c in COUNT_COLUMNS else float
+                for c in POINT_COLUMNS
+            },
+            keep_default_na=False,
+            na_values={c: [""] for c in POINT_COLUMNS if c not in TEXT_COLUMNS},
+        )
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read run {str(run_dir)!r}: {exc}") from None
     missing = [c for c in POINT_COLUMNS if c not in points.columns]
     if missing:
         raise ResultsError(f"{run_dir / 'points.csv'} lacks columns: {', '.join(missing)}")
-    points["reason"] = points["reason"].fillna("")
     return Results(run_dir, points, meta)

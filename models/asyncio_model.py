@@ -45,6 +45,8 @@ async def run_job(job: Job) -> int:
 
 async def run_stage(stage: tuple[Action, ...]) -> int:
     """Run the first step in this task and the others as tasks, at the same time."""
+    if len(stage) == 1:  # a task group costs a context manager; a lone step needs none
+        return combine([await run_step(stage[0])])
     async with asyncio.TaskGroup() as group:
         others = [group.create_task(run_step(action)) for action in stage[1:]]
         first = await run_step(stage[0])

@@ -43,6 +43,8 @@ async def run_job(job: Job) -> int:
 
 async def run_stage(stage: tuple[Action, ...]) -> int:
     """Run the first step in this task and the others in a nursery, at the same time."""
+    if len(stage) == 1:  # a nursery costs a cancel scope; a lone step needs none
+        return combine([await run_step(stage[0])])
     results = [0] * len(stage)
 
     async def step(i: int) -> None:

@@ -1,0 +1,98 @@
+"""The command line as a user meets it: bad input, `list`, and a whole quick run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.results import POINT_COLUMNS, load_results
+from models import MODELS
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--models", "troi"], r"unknown model 'troi'; choose from: sync, threads"),
+        (["run", "--models", ","], r"--models ',' names nothing"),
+        (["run", "--concurrency", "1,x"], r"'x' is not a whole number; give a comma-separated"),
+        (["run", "--concurrency", "1,,4"], r"'' is not a whole number"),
+        (["run", "--concurrency", "0"], r"concurrency 0 is not positive"),
+        (["run", "--concurrency", "-5"], r"concurrency -5 is not positive"),
+        (["run", "--scenario", "shop"], r"unknown scenario 'shop'; choose from: ecommerce"),
+        (["run", "--duration", "0"], r"--duration 0.0 is not a valid duration"),
+        (["run", "--warmup", "-1"], r"--warmup -1.0 is not a valid duration"),
+        (["run", "--max-processes", "0"], r"--max-processes 0 is not positive"),
+        (["run", "--duration", "abc"], r"argument --duration: invalid float value: 'abc'"),
+        (["run", "--bogus"], r"unrecognized arguments: --bogus"),
+        (["fly"], r"invalid choice: 'fly'"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main([*argv, "--out", str(tmp_path)] if argv[0] == "run" else argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: ")
+    assert err.count("\n") == 1
+    assert __import__("re").search(message, err), err
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_unwritable_out_is_an_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", "--quick", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench: error: cannot write results to '{blocker / 'sub'}'")
+    assert "pass --out with a directory you can write" in err
+
+
+def test_list_names_every_model_and_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in [*MODELS, "ecommerce", "io-bound", "cpu-bound", "mixed"]:
+        assert f"  {name} " in out
+
+
+def test_quick_run_end_to_end(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = tmp_path.iterdir()
+    assert f"results: {run_dir}" in done.stdout
+    with (run_dir / "points.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == POINT_COLUMNS
+    available = [m for m, info in MODELS.items() if info.available()]
+    assert [(r["model"], r["concurrency"]) for r in rows] == [
+        (m, n) for m in available for n in ("1", "16")
+    ]
+    assert all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
+    assert all(int(r["jobs"]) > 0 and r["errors"] == "0" for r in rows)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["schema_version"] == 1
+    assert meta["scenario"]["name"] == "ecommerce"
+    assert meta["calibration"]["python_iterations_per_ms"] > 0
+    assert meta["finished"] is not None
+    points = load_results(run_dir).points
+    assert points["throughput"].dtype == float
+    assert (points["efficiency"] > 0).all()
+    histograms = (run_dir / "histograms.jsonl").read_text().splitlines()
+    assert len(histograms) == len(rows)
+    assert "[12/12]" in done.stdout or f"[{len(rows)}/{len(rows)}]" in done.stdout

@@ -1,0 +1,64 @@
+"""The latency histogram keeps every percentile within 0.1%; the bound follows DESIGN.md."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.stats import Histogram, bound_per_s, histogram_of
+from models.scenarios import SCENARIOS
+
+latencies = st.lists(
+    st.floats(min_value=1e-3, max_value=1e6, allow_nan=False), min_size=1, max_size=300
+)
+percents = st.floats(min_value=0.0, max_value=100.0)
+
+
+def exact(values: list[float], percent: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(percent / 100 * len(ordered))) - 1]
+
+
+@given(latencies, percents)
+def test_percentile_within_a_tenth_of_a_percent(values: list[float], percent: float) -> None:
+    got = histogram_of(values).percentile(percent)
+    assert got == pytest.approx(exact(values, percent), rel=1e-3)
+
+
+@given(latencies, latencies)
+def test_merge_is_the_histogram_of_both(a: list[float], b: list[float]) -> None:
+    merged = histogram_of(a)
+    merged.merge(histogram_of(b))
+    both = histogram_of(a + b)
+    assert merged.counts == both.counts
+    assert merged.total == both.total
+    assert merged.max_ms == both.max_ms
+    assert merged.min_ms == both.min_ms
+
+
+@given(latencies)
+def test_round_trip_through_json_form(values: list[float]) -> None:
+    histogram = histogram_of(values)
+    assert Histogram.from_dict(histogram.to_dict()) == histogram
+
+
+@given(latencies)
+def test_mean_and_max_are_exact(values: list[float]) -> None:
+    histogram = histogram_of(values)
+    assert histogram.max_ms == max(values)
+    assert histogram.mean_ms == pytest.approx(sum(values) / len(values))
+
+
+def test_empty_histogram_has_no_percentiles() -> None:
+    assert math.isnan(Histogram().percentile(50))
+    assert Histogram.from_dict(Histogram().to_dict()).total == 0
+
+
+def test_bound_is_the_smaller_of_waiting_and_cpu_limits() -> None:
+    ecommerce = SCENARIOS["ecommerce"]  # L_crit 61 ms, D_cpu 4 ms
+    assert bound_per_s(ecommerce, 1, 2) == pytest.approx(1 / 0.061)
+    assert bound_per_s(ecommerce, 1000, 2) == pytest.approx(2 / 0.004)
+    assert bound_per_s(SCENARIOS["io-bound"], 1000, 2) == pytest.approx(1000 / 0.05)

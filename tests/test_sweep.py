@@ -1,0 +1,94 @@
+"""The sweep survives bad points: a hang or a crash fails that point, the rest still run."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bench import api, sweep
+from bench.results import Point
+from bench.sweep import SweepConfig, plan_points, run_sweep
+from models.workload import Calibration, Dist, IoStep, Scenario, Stage
+from tests.conftest import TINY, TINY_CALIBRATION
+
+HANGS = Scenario(
+    "hangs",
+    "One wait far longer than the point timeout.",
+    (Stage("wait", (IoStep("wait", Dist("constant", 120_000.0)),)),),
+)
+
+
+def config(
+    scenario: Scenario, models: tuple[str, ...], timeout_s: float | None = None
+) -> SweepConfig:
+    return SweepConfig(
+        scenario=scenario,
+        models=models,
+        concurrency=(2,),
+        warmup_s=0.0,
+        duration_s=0.3,
+        seed=0,
+        max_processes=4,
+        max_threads=4,
+        timeout_s=timeout_s,
+    )
+
+
+def test_hung_point_fails_with_reason_and_the_sweep_goes_on() -> None:
+    points = run_sweep(config(HANGS, ("asyncio",), timeout_s=3.0), TINY_CALIBRATION, 2)
+    (point,) = points
+    assert point.row["status"] == "failed"
+    assert "timed out after 3 s" in point.row["reason"]
+    after = run_sweep(config(TINY, ("asyncio",)), TINY_CALIBRATION, 2)
+    assert after[0].row["status"] == "ok"
+
+
+def test_crashed_point_fails_with_its_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_plan = sweep.plan_points
+
+    def plan_with_a_crash(cfg: SweepConfig, calibration: Calibration) -> list[sweep.Planned]:
+        planned = real_plan(cfg, calibration)
+        crash = dataclasses.replace(planned[0].spec, model="nonexistent")
+        return [sweep.Planned(crash), *planned]
+
+    monkeypatch.setattr(sweep, "plan_points", plan_with_a_crash)
+    points = run_sweep(config(TINY, ("sync",)), TINY_CALIBRATION, 2)
+    assert [p.row["status"] for p in points] == ["failed", "ok"]
+    assert "exited with status 1: KeyError: 'nonexistent'" in points[0].row["reason"]
+
+
+def test_points_above_a_cap_are_skipped_with_the_flag_to_raise_it() -> None:
+    cfg = SweepConfig(TINY, ("threads", "processes", "trio"), (2, 8), 0.0, 0.3, 0, 4, 2)
+    skipped = {
+        (p.spec.model, p.spec.concurrency): p.skip_reason
+        for p in plan_points(cfg, TINY_CALIBRATION)
+        if p.skip_reason
+    }
+    assert skipped == {
+        ("threads", 8): "N=8 is above the threads cap of 2; raise it with --max-threads",
+        ("processes", 8): "N=8 is above the processes cap of 4; raise it with --max-processes",
+    }
+
+
+def test_each_point_is_on_disk_when_it_finishes(tmp_path: Path) -> None:
+    rows_seen: list[int] = []
+
+    def count_rows(point: Point) -> None:
+        (run_dir,) = tmp_path.iterdir()
+        with (run_dir / "points.csv").open() as f:
+            rows_seen.append(len(list(csv.DictReader(f))))
+
+    results = api.run(
+        "io-bound",
+        ["sync", "asyncio"],
+        [1, 2],
+        warmup_s=0.0,
+        duration_s=0.3,
+        out=tmp_path,
+        progress=api.Progress(on_point=count_rows),
+    )
+    assert rows_seen == [1, 2, 3, 4]
+    assert list(results.points["status"]) == ["ok"] * 4
