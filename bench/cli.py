@@ -205,6 +205,8 @@ class _Display:
             )
         else:
             text = f"{row['status']}: {row['reason']}"
+        if row.get("warning"):
+            text += f" (warning: {row['warning']})"
         line = f"[{self.done}/{self.total}] {row['model']} N={row['concurrency']}: {text}"
         if self._bar is not None:
             self._bar.console.print(line, highlight=False, markup=False)

@@ -32,6 +32,7 @@ POINT_COLUMNS = (
     "repeat",
     "status",
     "reason",
+    "warning",
     "scenario",
     "transport",
     "submitted",
@@ -54,7 +55,7 @@ POINT_COLUMNS = (
     "bound",
     "efficiency",
 )
-TEXT_COLUMNS = ("model", "load", "status", "reason", "scenario", "transport")
+TEXT_COLUMNS = ("model", "load", "status", "reason", "warning", "scenario", "transport")
 # Counts are empty on skipped and failed rows, hence pandas' nullable integers; the rest is float.
 COUNT_COLUMNS = ("concurrency", "repeat", "submitted", "jobs", "errors", "ctx_switches")
 

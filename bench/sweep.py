@@ -13,6 +13,8 @@ from bench.stats import Histogram, bound_per_s
 from models import MODELS
 from models.workload import Calibration, Scenario
 
+# A closed point whose throughput x mean latency strays further than this from N is flagged.
+_LITTLE_TOLERANCE = 0.10
 # Grace on top of warm-up and measured window for starting the runtime and draining jobs.
 _TIMEOUT_GRACE_S = 60.0
 
@@ -132,8 +134,6 @@ def _measured(config: SweepConfig, spec: PointSpec, cores: int, summary: dict[st
     if latency.total == 0:
         status = "failed"
         reason = "no job finished inside the measured window; lengthen --duration"
-    elif summary["errors"]:
-        reason = f"{summary['errors']} jobs returned a wrong checksum"
     row |= {
         "status": status,
         "reason": reason,
@@ -156,4 +156,20 @@ def _measured(config: SweepConfig, spec: PointSpec, cores: int, summary: dict[st
         "littles_n": throughput * latency.mean_ms / 1000.0,
         "efficiency": throughput / row["bound"],
     }
+    row["warning"] = "; ".join(_warnings(row))
     return Point(row, latency)
+
+
+def _warnings(row: dict[str, Any]) -> list[str]:
+    """What makes a measured point less trustworthy, and what to do about it."""
+    found = []
+    if row["errors"]:
+        found.append(f"{row['errors']} jobs returned a wrong checksum")
+    n, littles_n = row["concurrency"], row["littles_n"]
+    if row["status"] == "ok" and abs(littles_n - n) > _LITTLE_TOLERANCE * n:
+        found.append(
+            f"Little's law gives {littles_n:.0f} jobs in flight, not N={n}: the window "
+            "caught the start-up transient (or the harness queued); a --warmup of about "
+            f"N / throughput = {n / row['throughput']:.1f} s reaches steady state"
+        )
+    return found

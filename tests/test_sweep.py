@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench import api, sweep
 from bench.results import Point
+from bench.stats import histogram_of
 from bench.sweep import SweepConfig, plan_points, run_sweep
 from models.workload import Calibration, Dist, IoStep, Scenario, Stage
 from tests.conftest import TINY, TINY_CALIBRATION
@@ -92,3 +94,36 @@ def test_each_point_is_on_disk_when_it_finishes(tmp_path: Path) -> None:
     )
     assert rows_seen == [1, 2, 3, 4]
     assert list(results.points["status"]) == ["ok"] * 4
+
+
+def summary_of(latencies_ms: list[float], errors: int = 0) -> dict[str, Any]:
+    return {
+        "submitted": len(latencies_ms) + errors,
+        "jobs": len(latencies_ms) + errors,
+        "errors": errors,
+        "elapsed_s": 1.0,
+        "drain_s": 0.0,
+        "cpu_s": 0.5,
+        "ctx_switches": 10,
+        "rss_peak_mb": 20.0,
+        "histogram": histogram_of(latencies_ms).to_dict(),
+    }
+
+
+def test_point_that_breaks_littles_law_is_flagged_with_the_warmup_it_needs() -> None:
+    spec = plan_points(config(TINY, ("asyncio",)), TINY_CALIBRATION)[0].spec  # N=2
+    # 100 jobs/s with 10 ms mean latency is 1 job in flight, not 2.
+    point = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([10.0] * 100))
+    assert point.row["status"] == "ok"
+    assert "Little's law gives 1 jobs in flight, not N=2" in point.row["warning"]
+    assert "--warmup of about N / throughput = 0.0 s" in point.row["warning"]
+    steady = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([20.0] * 100))
+    assert steady.row["warning"] == ""
+
+
+def test_wrong_checksums_are_errors_not_throughput() -> None:
+    spec = plan_points(config(TINY, ("asyncio",)), TINY_CALIBRATION)[0].spec
+    point = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([20.0] * 100, 5))
+    assert point.row["throughput"] == 100.0
+    assert point.row["errors"] == 5
+    assert "5 jobs returned a wrong checksum" in point.row["warning"]
