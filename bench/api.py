@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.environment import describe_environment, usable_cores
 from bench.errors import UnknownNameError, UsageError
 from bench.point import PointSpec
+from bench.report import build_report
 from bench.results import (
     SCHEMA_VERSION,
     Point,
@@ -40,6 +41,7 @@ DEFAULT_MAX_THREADS = 1024
 class Progress:
     """Callbacks a caller can pass to follow a run (the CLI draws its progress bar with them)."""
 
+    on_run_dir: Callable[[Path], None] = lambda run_dir: None
     on_plan: Callable[[int], None] = lambda total: None
     on_start: Callable[[int, int, PointSpec], None] = lambda i, n, spec: None
     on_point: Callable[[Point], None] = lambda point: None
@@ -92,6 +94,7 @@ def run(
     progress = progress or Progress()
     now = dt.datetime.now().astimezone()
     run_dir = new_run_dir(Path(out), config.scenario.name, now)
+    progress.on_run_dir(run_dir)
     calibration = calibrate()
     cores = usable_cores()
     meta = {
@@ -128,6 +131,7 @@ def run(
     write_meta(
         run_dir, meta | {"finished": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
     )
+    build_report(run_dir)
     return load_results(run_dir)
 
 

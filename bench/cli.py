@@ -7,11 +7,13 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from bench import api
 from bench.errors import BenchError, UsageError
 from bench.point import PointSpec
+from bench.report import build_report
 from bench.results import Point
 from models import MODELS
 from models.scenarios import SCENARIOS
@@ -54,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="most user threads for `threads` (default %(default)s)",
     )
     run.add_argument("--quick", action="store_true", help="a short sweep for a first look")
+    run.add_argument("--quiet", action="store_true", help="print only the report's path")
     run.set_defaults(handler=_run)
+
+    report = commands.add_parser("report", help="(re)build a run's report.html")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a folder made by `bench run`")
+    report.set_defaults(handler=_report)
 
     listing = commands.add_parser("list", help="the models and scenarios")
     listing.set_defaults(handler=_list)
@@ -73,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    display = _Display(plain=not sys.stdout.isatty() or "NO_COLOR" in os.environ)
+    plain = not sys.stdout.isatty() or "NO_COLOR" in os.environ
+    display = _Display(plain=plain, quiet=args.quiet)
     try:
         results = api.run(
             scenario=args.scenario,
@@ -91,11 +99,25 @@ def _run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         display.close()
-        print(f"interrupted: {display.done} points kept", file=sys.stderr)
+        print(f"interrupted: {display.done} points kept in {display.run_dir}", file=sys.stderr)
+        if display.done:
+            print(f"report: {build_report(display.run_dir)}")
         return 130
     display.close()
-    display.summary(display.points)
-    print(f"results: {results.run_dir}")
+    display.summary()
+    report = results.run_dir / "report.html"
+    print(report if args.quiet else f"report: {report}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "meta.json").is_file():
+        raise UsageError(
+            f"{str(run_dir)!r} is not a run directory (no meta.json); "
+            "give a folder made by `python -m bench run`, e.g. results/<run-id>"
+        )
+    print(f"report: {build_report(run_dir)}")
     return 0
 
 
@@ -134,17 +156,18 @@ def _join(levels: Sequence[int]) -> str:
     return ",".join(map(str, levels))
 
 
+# (title, column, format, which value is best: max, min or neither)
 _COLUMNS = (
-    ("model", "model", "{}"),
-    ("N", "concurrency", "{}"),
-    ("status", "status", "{}"),
-    ("jobs/s", "throughput", "{:.1f}"),
-    ("bound", "bound", "{:.1f}"),
-    ("eff.", "efficiency", "{:.2f}"),
-    ("p50 ms", "latency_p50_ms", "{:.1f}"),
-    ("p99 ms", "latency_p99_ms", "{:.1f}"),
-    ("CPU", "cpu_util", "{:.2f}"),
-    ("RSS MB", "rss_peak_mb", "{:.0f}"),
+    ("model", "model", "{}", None),
+    ("N", "concurrency", "{}", None),
+    ("status", "status", "{}", None),
+    ("jobs/s", "throughput", "{:.1f}", max),
+    ("bound", "bound", "{:.1f}", None),
+    ("eff.", "efficiency", "{:.2f}", max),
+    ("p50 ms", "latency_p50_ms", "{:.1f}", min),
+    ("p99 ms", "latency_p99_ms", "{:.1f}", min),
+    ("CPU", "cpu_util", "{:.2f}", None),
+    ("RSS MB", "rss_peak_mb", "{:.0f}", min),
 )
 
 
@@ -158,20 +181,30 @@ def _cell(row: dict[str, Any], column: str, fmt: str) -> str:
 class _Display:
     """Progress while the sweep runs and a table at the end: rich on a terminal, else plain."""
 
-    def __init__(self, plain: bool) -> None:
+    def __init__(self, plain: bool, quiet: bool) -> None:
         self.plain = plain
+        self.quiet = quiet
         self.points: list[Point] = []
         self.done = 0
         self.total = 0
+        self.run_dir = Path()
         self._bar: Any = None
         self._task: Any = None
 
     def progress(self) -> api.Progress:
-        return api.Progress(on_plan=self._plan, on_start=self._start, on_point=self._point)
+        return api.Progress(
+            on_run_dir=self._run_dir,
+            on_plan=self._plan,
+            on_start=self._start,
+            on_point=self._point,
+        )
+
+    def _run_dir(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
 
     def _plan(self, total: int) -> None:
         self.total = total
-        if not self.plain:
+        if not self.plain and not self.quiet:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -197,6 +230,8 @@ class _Display:
     def _point(self, point: Point) -> None:
         self.points.append(point)
         self.done += 1
+        if self.quiet:
+            return
         row = point.row
         if row["status"] == "ok":
             text = (
@@ -219,19 +254,43 @@ class _Display:
             self._bar.stop()
             self._bar = None
 
-    def summary(self, points: list[Point]) -> None:
-        rows = [[_cell(p.row, column, fmt) for _, column, fmt in _COLUMNS] for p in points]
-        headers = [title for title, _, _ in _COLUMNS]
+    def summary(self) -> None:
+        """The table of points; the best value of each column is starred (plain) or bold."""
+        if self.quiet:
+            return
+        headers = [title for title, _, _, _ in _COLUMNS]
+        rows = [[_cell(p.row, column, fmt) for _, column, fmt, _ in _COLUMNS] for p in self.points]
+        best = _best_cells(self.points)
         if self.plain:
-            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-            print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
-            for r in rows:
-                print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+            marked = [
+                [c + ("*" if (r, k) in best else " ") for k, c in enumerate(row)]
+                for r, row in enumerate(rows)
+            ]
+            widths = [max(len(h) + 1, *(len(m[i]) for m in marked)) for i, h in enumerate(headers)]
+            print("  ".join(h.rjust(w - 1) + " " for h, w in zip(headers, widths, strict=True)))
+            for m in marked:
+                print("  ".join(c.rjust(w) for c, w in zip(m, widths, strict=True)))
+            print("* best in its column")
             return
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(*headers)
-        for r in rows:
-            table.add_row(*r)
+        table = Table(*headers, caption="bold green: best in its column")
+        for r, row in enumerate(rows):
+            table.add_row(
+                *(f"[bold green]{c}[/]" if (r, k) in best else c for k, c in enumerate(row))
+            )
         Console().print(table)
+
+
+def _best_cells(points: list[Point]) -> set[tuple[int, int]]:
+    """(row, column) of the best ok value in each column that has a best."""
+    cells = set()
+    for k, (_, column, _, pick) in enumerate(_COLUMNS):
+        if pick is None:
+            continue
+        values = [(p.row[column], r) for r, p in enumerate(points) if p.row["status"] == "ok"]
+        if values:
+            target = pick(v for v, _ in values)
+            cells |= {(r, k) for v, r in values if v == target}
+    return cells

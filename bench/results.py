@@ -93,7 +93,7 @@ def new_run_dir(out: Path, scenario: str, now: dt.datetime) -> Path:
 
 def write_meta(run_dir: Path, meta: dict[str, Any]) -> None:
     """Write meta.json atomically, so a reader never sees half of it."""
-    _write_atomically(run_dir / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
+    write_atomically(run_dir / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
 
 
 class PointsWriter:
@@ -126,10 +126,14 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Write `path` through a temporary file, so a reader sees the old file or the new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are for sharing
     os.replace(tmp, path)
 
 
@@ -140,6 +144,17 @@ class Results:
     run_dir: Path
     points: pd.DataFrame
     meta: dict[str, Any]
+
+    def histogram(self, model: str, concurrency: int) -> Histogram | None:
+        """The latency histogram of one model and level, merged over repeats (None if absent)."""
+        merged = None
+        with (self.run_dir / "histograms.jsonl").open() as f:
+            for line in f:
+                entry = json.loads(line)
+                if entry["model"] == model and entry["concurrency"] == concurrency:
+                    merged = merged or Histogram()
+                    merged.merge(Histogram.from_dict(entry["latency_ms"]))
+        return merged
 
 
 def latest_run(out: Path) -> Path:

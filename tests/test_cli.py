@@ -75,7 +75,10 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     (run_dir,) = tmp_path.iterdir()
-    assert f"results: {run_dir}" in done.stdout
+    assert f"report: {run_dir / 'report.html'}" in done.stdout
+    assert (run_dir / "report.html").stat().st_size > 0
+    assert "\x1b" not in done.stdout + done.stderr  # piped: plain text, no ANSI codes
+    assert "* best in its column" in done.stdout
     with (run_dir / "points.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == POINT_COLUMNS
@@ -96,3 +99,45 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     histograms = (run_dir / "histograms.jsonl").read_text().splitlines()
     assert len(histograms) == len(rows)
     assert "[12/12]" in done.stdout or f"[{len(rows)}/{len(rows)}]" in done.stdout
+
+
+def test_quiet_prints_only_the_report_path(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--quiet",
+            "--models",
+            "sync",
+            "--concurrency",
+            "1",
+            "--warmup",
+            "0",
+            "--duration",
+            "0.3",
+            "--scenario",
+            "io-bound",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = tmp_path.iterdir()
+    assert done.stdout == f"{run_dir / 'report.html'}\n"
+
+
+def test_report_command_rebuilds_and_rejects_non_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"bench: error: '{tmp_path}' is not a run directory (no meta.json); give a folder "
+        "made by `python -m bench run`, e.g. results/<run-id>\n"
+    )

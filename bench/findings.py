@@ -1,0 +1,145 @@
+"""Findings in plain sentences, derived from a run's points (never written by hand)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# Within this share of the best throughput, two models count as tied.
+_TIE = 0.03
+# A model has saturated once a higher level adds less than this share of throughput.
+_SATURATION_GAIN = 0.10
+# A model degrades when throughput falls this far below its own peak at a higher level.
+_DEGRADATION = 0.10
+# A CPU utilisation this close to a whole core means one thread is the limit.
+_ONE_CORE = 0.9
+_SINGLE_THREADED = {"sync", "asyncio", "uvloop", "trio"}
+
+
+def findings(points: pd.DataFrame, cores: int) -> list[str]:
+    """Sentences on the best model per load range, saturation, degradation, sync and the bound."""
+    ok = points[points["status"] == "ok"]
+    if ok.empty:
+        return ["No point completed, so there is nothing to conclude; see the table for reasons."]
+    return [
+        *_best_per_range(ok),
+        *(
+            _saturation(ok[ok["model"] == m], m)
+            for m in dict.fromkeys(ok["model"])
+            if m != "sync"  # serves one job at any N: its own sentence below
+        ),
+        *_degradation(ok),
+        *_sync_latency(ok),
+        _largest_gap(ok, cores),
+        *_not_measured(points),
+    ]
+
+
+def _best_per_range(ok: pd.DataFrame) -> list[str]:
+    """Consecutive levels with the same leader become one sentence."""
+    leaders: list[tuple[int, str, float]] = []
+    for level, rows in ok.groupby("concurrency"):
+        best = rows["throughput"].max()
+        tied = rows[rows["throughput"] >= best * (1 - _TIE)].sort_values(
+            "throughput", ascending=False
+        )
+        leaders.append((int(str(level)), _and(list(tied["model"])), float(best)))
+    sentences = []
+    start = 0
+    for i in range(1, len(leaders) + 1):
+        if i == len(leaders) or leaders[i][1] != leaders[start][1]:
+            first, last = leaders[start][0], leaders[i - 1][0]
+            span = f"N={first}" if first == last else f"N={first} to {last}"
+            models = leaders[start][1]
+            verb = "lead" if " and " in models else "leads"
+            sentences.append(
+                f"Best throughput at {span}: {models} {verb} "
+                f"(up to {max(t for _, _, t in leaders[start:i]):.1f} jobs/s)."
+            )
+            start = i
+    return sentences
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _saturation(rows: pd.DataFrame, model: str) -> str:
+    rows = rows.sort_values("concurrency")
+    levels = [int(n) for n in rows["concurrency"]]
+    values = list(rows["throughput"])
+    cpu = list(rows["cpu_util"])
+    for i in range(1, len(values)):
+        if values[i] < values[i - 1] * (1 + _SATURATION_GAIN):
+            return (
+                f"{model} saturates at N={levels[i - 1]} ({values[i - 1]:.1f} jobs/s, "
+                f"{cpu[i - 1]:.2f} cores busy): more jobs in flight past it add latency, "
+                "not throughput."
+            )
+    return f"{model} was still scaling at N={levels[-1]} ({values[-1]:.1f} jobs/s)."
+
+
+def _degradation(ok: pd.DataFrame) -> list[str]:
+    sentences = []
+    for model, rows in ok.groupby("model", sort=False):
+        rows = rows.sort_values("concurrency")
+        peak = rows.sort_values("throughput").iloc[-1]
+        after = rows[rows["concurrency"] > peak["concurrency"]]
+        if after.empty:
+            continue
+        worst = after.sort_values("throughput").iloc[0]
+        loss = 1 - worst["throughput"] / peak["throughput"]
+        if loss >= _DEGRADATION:
+            sentences.append(
+                f"{model} degrades under load: {peak['throughput']:.1f} jobs/s at "
+                f"N={peak['concurrency']} falls to {worst['throughput']:.1f} at "
+                f"N={worst['concurrency']} ({loss:.0%} less), while its p99 goes from "
+                f"{peak['latency_p99_ms']:.0f} to {worst['latency_p99_ms']:.0f} ms."
+            )
+    return sentences
+
+
+def _sync_latency(ok: pd.DataFrame) -> list[str]:
+    rows = ok[ok["model"] == "sync"].sort_values("concurrency")
+    if len(rows) < 2:
+        return []
+    first, last = rows.iloc[0], rows.iloc[-1]
+    return [
+        f"sync serves one job at a time: its p99 grows from {first['latency_p99_ms']:.0f} ms "
+        f"at N={first['concurrency']} to {last['latency_p99_ms']:.0f} ms at "
+        f"N={last['concurrency']} ({last['latency_p99_ms'] / first['latency_p99_ms']:.0f}x), "
+        f"while its throughput stays near {rows['throughput'].median():.1f} jobs/s: "
+        "every user waits for all the others."
+    ]
+
+
+def _largest_gap(ok: pd.DataFrame, cores: int) -> str:
+    concurrent = ok[ok["model"] != "sync"]
+    rows = concurrent if not concurrent.empty else ok
+    worst = rows.sort_values("efficiency").iloc[0]
+    model, cpu = str(worst["model"]), float(worst["cpu_util"])
+    if cpu >= _ONE_CORE * cores:
+        cause = f"all {cores} cores were busy: the CPU work of the jobs is the limit"
+    elif cpu >= _ONE_CORE and (model in _SINGLE_THREADED or model == "threads"):
+        cause = f"it kept {cpu:.2f} cores busy, so one thread was saturated: " + (
+            "the GIL serialises the threads' Python work"
+            if model == "threads"
+            else "the event loop runs every task's CPU work and scheduling on one core"
+        )
+    else:
+        cause = (
+            f"it kept only {cpu:.2f} cores busy: time goes to waiting or scheduling, "
+            "not to the jobs' CPU work"
+        )
+    return (
+        f"Largest gap to the bound: {model} at N={worst['concurrency']} reaches "
+        f"{worst['efficiency']:.2f} of it ({worst['throughput']:.1f} of "
+        f"{worst['bound']:.1f} jobs/s); {cause}."
+    )
+
+
+def _not_measured(points: pd.DataFrame) -> list[str]:
+    missing = points[points["status"] != "ok"]
+    if missing.empty:
+        return []
+    listed = ", ".join(f"{r.model} N={r.concurrency} ({r.status})" for r in missing.itertuples())
+    return [f"Not measured: {listed}; the table gives each reason."]

@@ -1,0 +1,207 @@
+"""Figures of a run, one function each; every model keeps its colour on every axis.
+
+Each function takes a run's `Results` (or just its points DataFrame) and returns a matplotlib
+Figure, so notebooks draw exactly what the report shows. Skipped and failed points are drawn as
+such (a cross on the axis, a labelled cell), never dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files and notebook images; never open a window
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from bench.results import Results
+
+_PALETTE = {
+    "sync": "#7f7f7f",
+    "threads": "#1f77b4",
+    "processes": "#ff7f0e",
+    "asyncio": "#2ca02c",
+    "uvloop": "#17becf",
+    "trio": "#9467bd",
+}
+_EXTRA = ("#8c564b", "#e377c2", "#bcbd22", "#d62728")
+SPECTRUM_PERCENTILES = (0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99)
+
+
+def model_colour(model: str) -> str:
+    """The colour of `model`, the same in every figure."""
+    return _PALETTE.get(model) or _EXTRA[sum(map(ord, model)) % len(_EXTRA)]
+
+
+def _points(data: Results | pd.DataFrame) -> pd.DataFrame:
+    return data.points if isinstance(data, Results) else data
+
+
+def _models(points: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(points["model"]))
+
+
+def _levels(points: pd.DataFrame) -> list[int]:
+    return sorted({int(n) for n in points["concurrency"]})
+
+
+def _concurrency_axis(ax: Axes, levels: Sequence[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(levels), [str(n) for n in levels])
+    ax.minorticks_off()
+    ax.set_xlabel("concurrency N (jobs in flight)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _plot_series(ax: Axes, points: pd.DataFrame, column: str, style: str = "-o") -> None:
+    """One line per model through its ok points; a cross on the axis where a point is not ok."""
+    for model in _models(points):
+        rows = points[points["model"] == model].sort_values("concurrency")
+        ok = rows[rows["status"] == "ok"]
+        colour = model_colour(model)
+        ax.plot(ok["concurrency"], ok[column], style, color=colour, label=model, markersize=4)
+        bad = rows[rows["status"] != "ok"]
+        if len(bad):
+            ax.plot(
+                bad["concurrency"],
+                [0.02] * len(bad),
+                "x",
+                color=colour,
+                markersize=8,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+            )
+
+
+def _note_missing(ax: Axes, points: pd.DataFrame) -> None:
+    if (points["status"] != "ok").any():
+        ax.plot([], [], "x", color="black", label="skipped / failed")
+
+
+def throughput(data: Results | pd.DataFrame) -> Figure:
+    """Throughput vs concurrency, with the bound every model is measured against."""
+    points = _points(data)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    bound = points.groupby("concurrency")["bound"].first().sort_index()
+    ax.plot(
+        bound.index, bound.to_numpy(dtype=float), "--", color="black", label="bound", linewidth=1
+    )
+    _plot_series(ax, points, "throughput")
+    _note_missing(ax, points)
+    _concurrency_axis(ax, _levels(points))
+    ax.set_yscale("log")
+    ax.set_ylabel("throughput (jobs/s)")
+    ax.set_title("Throughput and the bound")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def latency(data: Results | pd.DataFrame) -> Figure:
+    """p50 and p99 latency vs concurrency, log scale."""
+    points = _points(data)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True, layout="constrained")
+    for ax, column, name in zip(
+        axes, ("latency_p50_ms", "latency_p99_ms"), ("p50", "p99"), strict=True
+    ):
+        _plot_series(ax, points, column)
+        _concurrency_axis(ax, _levels(points))
+        ax.set_yscale("log")
+        ax.set_title(f"{name} latency")
+    axes[0].set_ylabel("latency (ms)")
+    _note_missing(axes[1], points)
+    axes[1].legend(fontsize="small")
+    return fig
+
+
+def efficiency(data: Results | pd.DataFrame) -> Figure:
+    """Efficiency (throughput / bound) as a heat map, model x concurrency."""
+    points = _points(data)
+    models, levels = _models(points), _levels(points)
+    grid = np.full((len(models), len(levels)), np.nan)
+    labels = [["" for _ in levels] for _ in models]
+    for row in points.itertuples():
+        i, j = models.index(str(row.model)), levels.index(int(str(row.concurrency)))
+        if row.status == "ok":
+            grid[i, j] = float(str(row.efficiency))
+            labels[i][j] = f"{grid[i, j]:.2f}"
+        else:
+            labels[i][j] = str(row.status)
+    fig, ax = plt.subplots(
+        figsize=(1.1 * len(levels) + 2.5, 0.5 * len(models) + 1.5), layout="constrained"
+    )
+    image = ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    for i in range(len(models)):
+        for j in range(len(levels)):
+            dark = math.isnan(grid[i, j]) or grid[i, j] > 0.6
+            ax.text(
+                j,
+                i,
+                labels[i][j],
+                ha="center",
+                va="center",
+                fontsize="small",
+                color="black" if dark else "white",
+            )
+    ax.set_xticks(range(len(levels)), [str(n) for n in levels])
+    ax.set_yticks(range(len(models)), models)
+    ax.set_xlabel("concurrency N (jobs in flight)")
+    ax.set_title("Efficiency: throughput / bound")
+    fig.colorbar(image, ax=ax, label="efficiency")
+    return fig
+
+
+def resources(data: Results | pd.DataFrame) -> Figure:
+    """CPU utilisation and peak RSS vs concurrency."""
+    points = _points(data)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    _plot_series(axes[0], points, "cpu_util")
+    axes[0].set_ylabel("CPU (cores busy: CPU s / wall s)")
+    axes[0].set_title("CPU use of the process tree")
+    _plot_series(axes[1], points, "rss_peak_mb")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("peak RSS (MB)")
+    axes[1].set_title("Peak memory of the process tree")
+    for ax in axes:
+        _concurrency_axis(ax, _levels(points))
+    _note_missing(axes[1], points)
+    axes[1].legend(fontsize="small")
+    return fig
+
+
+def default_spectrum_level(points: pd.DataFrame) -> int:
+    """The highest concurrency at which the most models have an ok point."""
+    ok = points[points["status"] == "ok"].groupby("concurrency")["model"].nunique()
+    if ok.empty:
+        return int(points["concurrency"].max())
+    return int(ok[ok == ok.max()].index.max())
+
+
+def spectrum(results: Results, concurrency: int | None = None) -> Figure:
+    """Latency by percentile at one concurrency, x axis 1/(1-p) as HdrHistogram draws it."""
+    level = default_spectrum_level(results.points) if concurrency is None else concurrency
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    x = [1.0 / (1.0 - p / 100.0) for p in SPECTRUM_PERCENTILES]
+    for model in _models(results.points):
+        histogram = results.histogram(model, level)
+        if histogram is None or histogram.total == 0:
+            ax.plot([], [], "x", color=model_colour(model), label=f"{model} (no data)")
+            continue
+        values = [histogram.percentile(p) for p in SPECTRUM_PERCENTILES]
+        ax.plot(x, values, "-o", color=model_colour(model), label=model, markersize=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ticks = [p for p in SPECTRUM_PERCENTILES if p in (0, 50, 90, 99, 99.9, 99.99)]
+    ax.set_xticks([1.0 / (1.0 - p / 100.0) for p in ticks], [f"{p:g}%" for p in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"Latency by percentile at N={level}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig

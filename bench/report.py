@@ -1,0 +1,170 @@
+"""report.html: one self-contained page (figures inline as SVG, no network) for a run."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bench import plots
+from bench.findings import findings
+from bench.results import Results, load_results, write_atomically
+
+_TABLE_COLUMNS = (
+    ("model", "model"),
+    ("N", "concurrency"),
+    ("status", "status"),
+    ("jobs/s", "throughput"),
+    ("bound", "bound"),
+    ("efficiency", "efficiency"),
+    ("p50 ms", "latency_p50_ms"),
+    ("p90 ms", "latency_p90_ms"),
+    ("p99 ms", "latency_p99_ms"),
+    ("p99.9 ms", "latency_p999_ms"),
+    ("max ms", "latency_max_ms"),
+    ("CPU cores", "cpu_util"),
+    ("RSS MB", "rss_peak_mb"),
+    ("ctx switches", "ctx_switches"),
+    ("errors", "errors"),
+    ("reason / warning", "reason"),
+)
+
+_CSS = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
+       padding: 0 1em; color: #222; }
+h1 { margin-bottom: .2em; } .sub { color: #666; margin-top: 0; }
+section { margin: 2em 0; } figure { margin: 1.5em 0; } svg { max-width: 100%; height: auto; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 7px; text-align: right; }
+th { background: #f4f4f4; } td.text { text-align: left; }
+tr.failed td { background: #fde8e8; } tr.skipped td { color: #888; }
+.findings li { margin: .35em 0; } code, pre { background: #f6f6f6; }
+pre { padding: .7em; overflow-x: auto; font-size: 12px; }
+"""
+
+
+def build_report(run_dir: Path) -> Path:
+    """Write `run_dir/report.html` from the run's files and return its path."""
+    results = load_results(run_dir)
+    path = run_dir / "report.html"
+    write_atomically(path, render(results))
+    return path
+
+
+def render(results: Results) -> str:
+    """The report as one HTML string; every user-supplied text is escaped."""
+    meta = results.meta
+    scenario = meta.get("scenario", {})
+    cores = int(meta.get("config", {}).get("cores", meta.get("machine", {}).get("cores", 1)))
+    machine = meta.get("machine", {})
+    python = meta.get("python", {})
+    title = f"{scenario.get('name', '?')} — Python concurrency models"
+    subtitle = (
+        f"{meta.get('created', '')} · {machine.get('cpu', '?')}, {cores} cores · "
+        f"Python {python.get('version', '?')}"
+    )
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f"<p class='sub'>{_e(subtitle)}</p>",
+        "<section id='findings'><h2>Findings</h2><ul class='findings'>",
+        *(f"<li>{_e(sentence)}</li>" for sentence in findings(results.points, cores)),
+        "</ul></section>",
+        "<section id='scenario'><h2>Scenario</h2>",
+        _scenario_html(scenario),
+        "</section>",
+        "<section id='figures'><h2>Figures</h2>",
+        *_figures(results),
+        "</section>",
+        "<section id='points'><h2>All points</h2>",
+        _table(results),
+        "</section>",
+        "<section id='environment'><h2>Environment</h2>",
+        f"<pre>{_e(json.dumps(_environment(meta), indent=2, default=str))}</pre>",
+        "</section>",
+    ]
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _scenario_html(scenario: dict[str, Any]) -> str:
+    parts = [f"<p><b>{_e(scenario.get('name', ''))}</b>: {_e(scenario.get('description', ''))}</p>"]
+    parts.append("<ol>")
+    for stage in scenario.get("stages", []):
+        parts.append(f"<li>{_e(stage['name'])} — steps at the same time:<ul>")
+        for step in stage["steps"]:
+            parts.append(f"<li>{_e(_describe_step(step))}</li>")
+        parts.append("</ul></li>")
+    parts.append("</ol>")
+    return "".join(parts)
+
+
+def _describe_step(step: dict[str, Any]) -> str:
+    if step["type"] == "io":
+        wait = step["wait"]
+        return (
+            f"{step['name']}: I/O wait, {wait['kind']} {wait['mean_ms']:g} ms mean, "
+            f"{step['request_bytes']} B out, {step['response_bytes']} B back"
+        )
+    cpu = step["cpu"]
+    return f"{step['name']}: CPU ({step['kind']}), {cpu['kind']} {cpu['mean_ms']:g} ms mean"
+
+
+def _figures(results: Results) -> list[str]:
+    drawn = [
+        ("throughput", plots.throughput(results)),
+        ("latency", plots.latency(results)),
+        ("efficiency", plots.efficiency(results)),
+        ("resources", plots.resources(results)),
+        ("spectrum", plots.spectrum(results)),
+    ]
+    return [f"<figure id='fig-{name}'>{_svg(fig)}</figure>" for name, fig in drawn]
+
+
+def _svg(fig: Figure) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog: the SVG sits inside HTML
+
+
+def _table(results: Results) -> str:
+    rows = ["<table><tr>", *(f"<th>{_e(title)}</th>" for title, _ in _TABLE_COLUMNS), "</tr>"]
+    for record in results.points.to_dict("records"):
+        rows.append(f"<tr class='{_e(record['status'])}'>")
+        for _, column in _TABLE_COLUMNS:
+            value = record[column]
+            if column == "reason":
+                value = record["reason"] or record["warning"]
+            text = column in ("model", "status", "reason")
+            rows.append(f"<td{' class=text' if text else ''}>{_e(_format(value))}</td>")
+        rows.append("</tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _format(value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def _environment(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if k != "scenario"}

@@ -1,0 +1,143 @@
+"""The figures and report.html: complete, self-contained, escaped, and rendered by a browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.lines import Line2D
+
+from bench import api, plots
+from bench.report import build_report
+from bench.results import Results, load_results
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--window-size=1200,2400",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    """A small real run with a skipped point (threads above a cap of 1)."""
+    out = tmp_path_factory.mktemp("results")
+    return api.run(
+        "io-bound",
+        ["sync", "threads", "asyncio"],
+        [1, 2],
+        warmup_s=0.0,
+        duration_s=0.3,
+        out=out,
+        max_threads=1,
+    )
+
+
+def test_report_has_every_section_and_figure(run: Results) -> None:
+    page = (run.run_dir / "report.html").read_text()
+    for section in ("findings", "scenario", "figures", "points", "environment"):
+        assert f"<section id='{section}'>" in page
+    for figure in ("throughput", "latency", "efficiency", "resources", "spectrum"):
+        assert re.search(f"<figure id='fig-{figure}'><svg", page), figure
+    findings = page.split("<section id='findings'>")[1].split("</section>")[0]
+    assert findings.count("<li>") >= 3
+    assert "Best throughput at N=1" in findings
+    assert "Not measured: threads N=2 (skipped)" in findings
+
+
+def test_report_fetches_nothing(run: Results) -> None:
+    page = (run.run_dir / "report.html").read_text()
+    assert not re.search(r"<(script|link|img|iframe)\b", page)
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "@import" not in page
+
+
+def test_user_text_is_escaped(run: Results, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run.run_dir, copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    meta["scenario"]["name"] = "<script>alert(1)</script>"
+    meta["scenario"]["description"] = 'a "quoted" <b>bold</b> & more'
+    (copy / "meta.json").write_text(json.dumps(meta))
+    page = build_report(copy).read_text()
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; more" in page
+
+
+def test_figures_draw_every_model_and_mark_skipped_points(run: Results) -> None:
+    fig = plots.throughput(run)
+    ax = fig.axes[0]
+    labels = {line.get_label() for line in ax.get_lines()}
+    assert {"sync", "threads", "asyncio", "bound", "skipped / failed"} <= labels
+    crosses = [
+        line
+        for line in ax.get_lines()
+        if isinstance(line, Line2D) and line.get_marker() == "x" and len(line.get_xdata())
+    ]
+    assert [list(line.get_xdata()) for line in crosses] == [[2]]
+    assert "jobs/s" in ax.get_ylabel()
+    plt.close(fig)
+    for draw in (plots.latency, plots.efficiency, plots.resources, plots.spectrum):
+        figure = draw(run)
+        assert all(a.get_xlabel() for a in figure.axes if a.get_label() != "<colorbar>")
+        plt.close(figure)
+
+
+def test_colours_are_fixed_per_model() -> None:
+    assert plots.model_colour("trio") == plots.model_colour("trio")
+    assert len({plots.model_colour(m) for m in ("sync", "threads", "asyncio", "trio")}) == 4
+
+
+def console_errors(page: Path, screenshot: Path) -> list[str]:
+    assert CHROMIUM is not None
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={screenshot.parent / 'profile'}",
+            f"--screenshot={screenshot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_chromium_without_console_errors(run: Results, tmp_path: Path) -> None:
+    # The detector must see an error when there is one, or its silence means nothing.
+    broken = tmp_path / "broken.html"
+    broken.write_text("<html><body><script>console.error('boom')</script></body></html>")
+    assert any("boom" in line for line in console_errors(broken, tmp_path / "broken.png"))
+
+    shot = tmp_path / "report.png"
+    assert console_errors(run.run_dir / "report.html", shot) == []
+    pixels = plt.imread(shot)[..., :3]
+    not_white = (pixels < 0.95).any(axis=-1).mean()
+    assert not_white > 0.02  # text and figures, not a blank page
+    assert float(np.std(pixels)) > 0.05
+
+
+def test_points_reload_with_their_types(run: Results) -> None:
+    points = load_results(run.run_dir).points
+    assert list(points["status"]) == ["ok", "ok", "ok", "skipped", "ok", "ok"]
+    assert str(points["jobs"].dtype) == "Int64"
+    assert points["jobs"].isna().sum() == 1
