@@ -12,17 +12,21 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import OutputError, ResultsError
+from bench.errors import OutputError, ResultsError, UnknownNameError
+from bench.scenarios import scenario_from_dict
 from bench.stats import Histogram
+from models.workload import Scenario
 
 if TYPE_CHECKING:
     import pandas as pd
 
 SCHEMA_VERSION = 1
+LATENCY_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99, 100.0)
 
 POINT_COLUMNS = (
     "model",
@@ -155,6 +159,36 @@ class Results:
                     merged = merged or Histogram()
                     merged.merge(Histogram.from_dict(entry["latency_ms"]))
         return merged
+
+    def latency(
+        self, model: str, concurrency: int, percentiles: Sequence[float] = LATENCY_PERCENTILES
+    ) -> pd.DataFrame:
+        """Percentiles of one model and level, recomputed from its stored histogram."""
+        import pandas as pd
+
+        histogram = self.histogram(model, concurrency)
+        if histogram is None:
+            raise UnknownNameError(
+                f"no point for model {model!r} at N={concurrency} in {str(self.run_dir)!r}; "
+                "see .points for what the run holds"
+            )
+        return pd.DataFrame(
+            {
+                "percentile": list(percentiles),
+                "latency_ms": [histogram.percentile(p) for p in percentiles],
+            }
+        )
+
+    @property
+    def scenario(self) -> Scenario:
+        """The scenario the run measured."""
+        return scenario_from_dict(self.meta["scenario"])
+
+    def report(self) -> Path:
+        """Write (or rewrite) the run's report.html and return its path."""
+        from bench.report import build_report  # the report draws from results: import late
+
+        return build_report(self.run_dir)
 
 
 def latest_run(out: Path) -> Path:
