@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.environment import describe_environment, usable_cores
+from bench.environment import describe_environment, load_average, usable_cores
 from bench.errors import UnknownNameError, UsageError
 from bench.point import PointSpec
 from bench.report import build_report
@@ -21,16 +21,19 @@ from bench.results import (
     load_results,
     new_run_dir,
     write_meta,
+    write_summary,
 )
 from bench.scenarios import resolve_scenario, scenario_to_dict
 from bench.sweep import SweepConfig, plan_points, run_sweep
 from models import MODELS
 from models.workload import calibrate
 
-DEFAULT_CONCURRENCY = (1, 16, 64, 256, 1024)
+# Sized so that a full run (6 models x 4 levels x 3 repeats) ends within 5 minutes on 2 cores.
+DEFAULT_CONCURRENCY = (1, 8, 64, 512)
 QUICK_CONCURRENCY = (1, 16)
-DEFAULT_WARMUP_S, QUICK_WARMUP_S = 2.0, 0.3
-DEFAULT_DURATION_S, QUICK_DURATION_S = 5.0, 1.0
+DEFAULT_WARMUP_S, QUICK_WARMUP_S = 1.0, 0.3
+DEFAULT_DURATION_S, QUICK_DURATION_S = 2.5, 1.0
+DEFAULT_REPEAT, QUICK_REPEAT = 3, 1
 DEFAULT_MAX_PROCESSES = 64
 # Threads beyond ~1000 mostly measure the kernel's scheduler and 8 MiB stacks per thread;
 # raise --max-threads to go further.
@@ -55,6 +58,7 @@ def run(
     warmup_s: float | None = None,
     duration_s: float | None = None,
     seed: int = 0,
+    repeat: int | None = None,
     out: str | Path = "results",
     max_processes: int = DEFAULT_MAX_PROCESSES,
     max_threads: int = DEFAULT_MAX_THREADS,
@@ -65,7 +69,7 @@ def run(
 ) -> Results:
     """Run a closed-loop sweep and return its results; every point is on disk as it finishes.
 
-    `quick` shortens the defaults (N=1,16, 0.3 s warm-up, 1 s window) for a first look.
+    `quick` shortens the defaults (N=1,16, 0.3 s warm-up, 1 s window, one repeat).
     Raises `BenchError` for bad arguments, before anything runs.
     """
     config = SweepConfig(
@@ -87,6 +91,10 @@ def run(
             allow_zero=False,
         ),
         seed=seed,
+        repeat=_check_positive(
+            "--repeat",
+            repeat if repeat is not None else (QUICK_REPEAT if quick else DEFAULT_REPEAT),
+        ),
         max_processes=_check_positive("--max-processes", max_processes),
         max_threads=_check_positive("--max-threads", max_threads),
         timeout_s=timeout_s,
@@ -112,12 +120,14 @@ def run(
             "warmup_s": config.warmup_s,
             "duration_s": config.duration_s,
             "seed": config.seed,
+            "repeat": config.repeat,
             "max_processes": config.max_processes,
             "max_threads": config.max_threads,
             "point_timeout_s": config.point_timeout_s(),
             "cores": cores,
         },
         "finished": None,
+        "load_average_end": None,
     }
     write_meta(run_dir, meta)
     writer = PointsWriter(run_dir)
@@ -128,11 +138,15 @@ def run(
         progress.on_point(point)
 
     run_sweep(config, calibration, cores, progress.on_start, keep)
-    write_meta(
-        run_dir, meta | {"finished": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
-    )
+    finished = {
+        "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "load_average_end": load_average(),
+    }
+    write_meta(run_dir, meta | finished)
+    results = load_results(run_dir)
+    write_summary(results)
     build_report(run_dir)
-    return load_results(run_dir)
+    return results
 
 
 def load(path: str | Path = "latest", out: str | Path = "results") -> Results:

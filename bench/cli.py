@@ -8,15 +8,19 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bench import api
 from bench.errors import BenchError, UsageError
 from bench.point import PointSpec
 from bench.report import build_report
 from bench.results import Point
+from bench.summary import per_level
 from models import MODELS
 from models.scenarios import SCENARIOS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="measured window per point, seconds")
     run.add_argument("--warmup", type=float, help="uncounted warm-up per point, seconds")
     run.add_argument("--seed", type=int, default=0, help="seed of the job draws (default 0)")
+    run.add_argument(
+        "--repeat",
+        type=int,
+        help=f"rounds of every point, each in a fresh process (default {api.DEFAULT_REPEAT}; "
+        f"--quick: {api.QUICK_REPEAT})",
+    )
     run.add_argument("--out", default="results", help="where run folders go (default results)")
     run.add_argument(
         "--max-processes",
@@ -90,6 +100,7 @@ def _run(args: argparse.Namespace) -> int:
             warmup_s=args.warmup,
             duration_s=args.duration,
             seed=args.seed,
+            repeat=args.repeat,
             out=args.out,
             max_processes=args.max_processes,
             max_threads=args.max_threads,
@@ -104,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"report: {build_report(display.run_dir)}")
         return 130
     display.close()
-    display.summary()
+    display.summary(per_level(results.points))
     report = results.run_dir / "report.html"
     print(report if args.quiet else f"report: {report}")
     return 0
@@ -161,7 +172,9 @@ _COLUMNS = (
     ("model", "model", "{}", None),
     ("N", "concurrency", "{}", None),
     ("status", "status", "{}", None),
+    ("runs", "repeats", "{}", None),
     ("jobs/s", "throughput", "{:.1f}", max),
+    ("95% CI", "throughput_ci", "{}", None),
     ("bound", "bound", "{:.1f}", None),
     ("eff.", "efficiency", "{:.2f}", max),
     ("p50 ms", "latency_p50_ms", "{:.1f}", min),
@@ -254,13 +267,20 @@ class _Display:
             self._bar.stop()
             self._bar = None
 
-    def summary(self) -> None:
-        """The table of points; the best value of each column is starred (plain) or bold."""
+    def summary(self, levels: pd.DataFrame) -> None:
+        """The table of levels (medians over repeats); the best of each column starred or bold."""
         if self.quiet:
             return
+        records = [{str(k): v for k, v in r.items()} for r in levels.to_dict("records")]
+        for record in records:
+            low, high = record["throughput_ci_low"], record["throughput_ci_high"]
+            record["throughput_ci"] = "" if math.isnan(low) else f"{low:.1f}-{high:.1f}"
         headers = [title for title, _, _, _ in _COLUMNS]
-        rows = [[_cell(p.row, column, fmt) for _, column, fmt, _ in _COLUMNS] for p in self.points]
-        best = _best_cells(self.points)
+        rows = [[_cell(r, column, fmt) for _, column, fmt, _ in _COLUMNS] for r in records]
+        best = _best_cells(records)
+        warnings = [
+            f"{r['model']} N={r['concurrency']}: {r['warning']}" for r in records if r["warning"]
+        ]
         if self.plain:
             marked = [
                 [c + ("*" if (r, k) in best else " ") for k, c in enumerate(row)]
@@ -270,26 +290,32 @@ class _Display:
             print("  ".join(h.rjust(w - 1) + " " for h, w in zip(headers, widths, strict=True)))
             for m in marked:
                 print("  ".join(c.rjust(w) for c, w in zip(m, widths, strict=True)))
-            print("* best in its column")
-            return
-        from rich.console import Console
-        from rich.table import Table
+            print("* best in its column; medians over repeats, 95% CI of the mean throughput")
+        else:
+            from rich.console import Console
+            from rich.table import Table
 
-        table = Table(*headers, caption="bold green: best in its column")
-        for r, row in enumerate(rows):
-            table.add_row(
-                *(f"[bold green]{c}[/]" if (r, k) in best else c for k, c in enumerate(row))
+            table = Table(
+                *headers,
+                caption="bold green: best in its column; medians over repeats, "
+                "95% CI of the mean throughput",
             )
-        Console().print(table)
+            for r, row in enumerate(rows):
+                table.add_row(
+                    *(f"[bold green]{c}[/]" if (r, k) in best else c for k, c in enumerate(row))
+                )
+            Console().print(table)
+        for warning in warnings:
+            print(f"warning: {warning}")
 
 
-def _best_cells(points: list[Point]) -> set[tuple[int, int]]:
+def _best_cells(records: list[dict[str, Any]]) -> set[tuple[int, int]]:
     """(row, column) of the best ok value in each column that has a best."""
     cells = set()
     for k, (_, column, _, pick) in enumerate(_COLUMNS):
         if pick is None:
             continue
-        values = [(p.row[column], r) for r, p in enumerate(points) if p.row["status"] == "ok"]
+        values = [(rec[column], r) for r, rec in enumerate(records) if rec["status"] == "ok"]
         if values:
             target = pick(v for v, _ in values)
             cells |= {(r, k) for v, r in values if v == target}

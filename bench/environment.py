@@ -12,7 +12,9 @@ from typing import Any
 
 import psutil
 
-_PACKAGES = ("trio", "anyio", "uvloop", "psutil", "pandas", "matplotlib", "rich")
+from models import processes_model
+
+_PACKAGES = ("trio", "anyio", "uvloop", "psutil", "pandas", "numpy", "scipy", "matplotlib", "rich")
 
 
 def usable_cores() -> int:
@@ -32,7 +34,8 @@ def describe_environment() -> dict[str, Any]:
             "logical_cpus": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "platform": platform.platform(),
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "frequency_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+            "load_average_start": load_average(),
         },
         "python": {
             "version": platform.python_version(),
@@ -43,8 +46,21 @@ def describe_environment() -> dict[str, Any]:
             "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
         },
         "packages": {name: _version(name) for name in _PACKAGES},
+        "processes_start_method": processes_model.START_METHOD,
         "suite_commit": _git_commit(),
     }
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, where the platform has them."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
 
 
 def _cpu_model() -> str:

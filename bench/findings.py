@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.summary import per_level
+
 # Within this share of the best throughput, two models count as tied.
 _TIE = 0.03
 # A model has saturated once a higher level adds less than this share of throughput.
@@ -16,7 +18,11 @@ _SINGLE_THREADED = {"sync", "asyncio", "uvloop", "trio"}
 
 
 def findings(points: pd.DataFrame, cores: int) -> list[str]:
-    """Sentences on the best model per load range, saturation, degradation, sync and the bound."""
+    """Sentences on the best model per load range, saturation, degradation, sync and the bound.
+
+    `points` holds every repeat; each level is judged by its median over the ok repeats.
+    """
+    points = per_level(points)
     ok = points[points["status"] == "ok"]
     if ok.empty:
         return ["No point completed, so there is nothing to conclude; see the table for reasons."]

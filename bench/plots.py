@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bench.results import Results
+from bench.summary import per_level
 
 _PALETTE = {
     "sync": "#7f7f7f",
@@ -40,7 +41,8 @@ def model_colour(model: str) -> str:
 
 
 def _points(data: Results | pd.DataFrame) -> pd.DataFrame:
-    return data.points if isinstance(data, Results) else data
+    """One row per model and level: the median over repeats, with confidence intervals."""
+    return per_level(data.points if isinstance(data, Results) else data)
 
 
 def _models(points: pd.DataFrame) -> list[str]:
@@ -60,12 +62,21 @@ def _concurrency_axis(ax: Axes, levels: Sequence[int]) -> None:
 
 
 def _plot_series(ax: Axes, points: pd.DataFrame, column: str, style: str = "-o") -> None:
-    """One line per model through its ok points; a cross on the axis where a point is not ok."""
+    """One line per model through its ok levels (95% CI as a bar); a cross where none was ok."""
     for model in _models(points):
         rows = points[points["model"] == model].sort_values("concurrency")
         ok = rows[rows["status"] == "ok"]
         colour = model_colour(model)
         ax.plot(ok["concurrency"], ok[column], style, color=colour, label=model, markersize=4)
+        if f"{column}_ci_low" in ok and ok[f"{column}_ci_low"].notna().any():
+            ax.vlines(
+                ok["concurrency"],
+                ok[f"{column}_ci_low"],
+                ok[f"{column}_ci_high"],
+                color=colour,
+                linewidth=1,
+                alpha=0.6,
+            )
         bad = rows[rows["status"] != "ok"]
         if len(bad):
             ax.plot(
@@ -183,7 +194,7 @@ def default_spectrum_level(points: pd.DataFrame) -> int:
 
 
 def spectrum(results: Results, concurrency: int | None = None) -> Figure:
-    """Latency by percentile at one concurrency, x axis 1/(1-p) as HdrHistogram draws it."""
+    """Latency by percentile at one concurrency (histograms merged over repeats), x as 1/(1-p)."""
     level = default_spectrum_level(results.points) if concurrency is None else concurrency
     fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     x = [1.0 / (1.0 - p / 100.0) for p in SPECTRUM_PERCENTILES]

@@ -6,6 +6,7 @@ import html
 import io
 import json
 import math
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from bench import plots
 from bench.findings import findings
 from bench.results import Results, load_results, write_atomically
+from bench.summary import per_level
 
 _TABLE_COLUMNS = (
     ("model", "model"),
@@ -29,10 +31,27 @@ _TABLE_COLUMNS = (
     ("p99 ms", "latency_p99_ms"),
     ("p99.9 ms", "latency_p999_ms"),
     ("max ms", "latency_max_ms"),
+    ("repeat", "repeat"),
     ("CPU cores", "cpu_util"),
     ("RSS MB", "rss_peak_mb"),
     ("ctx switches", "ctx_switches"),
     ("errors", "errors"),
+    ("reason / warning", "reason"),
+)
+
+_LEVEL_COLUMNS = (
+    ("model", "model"),
+    ("N", "concurrency"),
+    ("status", "status"),
+    ("ok repeats", "repeats"),
+    ("jobs/s (median)", "throughput"),
+    ("95% CI", "throughput_ci"),
+    ("CV", "throughput_cv"),
+    ("efficiency", "efficiency"),
+    ("p99 ms (median)", "latency_p99_ms"),
+    ("95% CI", "latency_p99_ms_ci"),
+    ("CPU cores", "cpu_util"),
+    ("RSS MB", "rss_peak_mb"),
     ("reason / warning", "reason"),
 )
 
@@ -82,8 +101,13 @@ def render(results: Results) -> str:
         "<section id='figures'><h2>Figures</h2>",
         *_figures(results),
         "</section>",
+        "<section id='levels'><h2>Per model and level</h2>",
+        "<p>Medians over the ok repeats; the 95% confidence interval is Student's t interval "
+        "of the mean, across repeats.</p>",
+        _table(_levels(results), _LEVEL_COLUMNS),
+        "</section>",
         "<section id='points'><h2>All points</h2>",
-        _table(results),
+        _table(results.points.to_dict("records"), _TABLE_COLUMNS),
         "</section>",
         "<section id='environment'><h2>Environment</h2>",
         f"<pre>{_e(json.dumps(_environment(meta), indent=2, default=str))}</pre>",
@@ -143,11 +167,20 @@ def _svg(fig: Figure) -> str:
     return text[text.index("<svg") :]  # drop the XML prolog: the SVG sits inside HTML
 
 
-def _table(results: Results) -> str:
-    rows = ["<table><tr>", *(f"<th>{_e(title)}</th>" for title, _ in _TABLE_COLUMNS), "</tr>"]
-    for record in results.points.to_dict("records"):
+def _levels(results: Results) -> list[dict[Hashable, Any]]:
+    records = per_level(results.points).to_dict("records")
+    for r in records:
+        for column in ("throughput", "latency_p99_ms"):
+            low, high = r[f"{column}_ci_low"], r[f"{column}_ci_high"]
+            r[f"{column}_ci"] = "" if math.isnan(low) else f"{_format(low)} - {_format(high)}"
+    return records
+
+
+def _table(records: list[dict[Hashable, Any]], columns: tuple[tuple[str, str], ...]) -> str:
+    rows = ["<table><tr>", *(f"<th>{_e(title)}</th>" for title, _ in columns), "</tr>"]
+    for record in records:
         rows.append(f"<tr class='{_e(record['status'])}'>")
-        for _, column in _TABLE_COLUMNS:
+        for _, column in columns:
             value = record[column]
             if column == "reason":
                 value = record["reason"] or record["warning"]

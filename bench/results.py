@@ -191,6 +191,14 @@ class Results:
         return build_report(self.run_dir)
 
 
+def write_summary(results: Results) -> None:
+    """Write summary.csv: one row per model and level across repeats (see bench.summary)."""
+    from bench.summary import per_level
+
+    text = per_level(results.points).to_csv(index=False, float_format="%.6g")
+    write_atomically(results.run_dir / "summary.csv", text)
+
+
 def latest_run(out: Path) -> Path:
     """The newest run directory under `out`."""
     runs = sorted(p for p in out.glob("*") if (p / "meta.json").is_file())

@@ -15,6 +15,8 @@ from models.workload import Calibration, Scenario
 
 # A closed point whose throughput x mean latency strays further than this from N is flagged.
 _LITTLE_TOLERANCE = 0.10
+# Fewer jobs than this in the window leave the p99 resting on less than one job.
+_JOBS_FOR_P99 = 100
 # Grace on top of warm-up and measured window for starting the runtime and draining jobs.
 _TIMEOUT_GRACE_S = 60.0
 
@@ -31,6 +33,7 @@ class SweepConfig:
     seed: int
     max_processes: int
     max_threads: int
+    repeat: int = 1
     transport: str = "sleep"
     timeout_s: float | None = None  # per point; default: 2 x (warm-up + window) + grace
 
@@ -50,32 +53,39 @@ class Planned:
 
 
 def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
-    """Every model at every level, in sweep order; points above a model's cap are skipped."""
+    """Every model at every level, round after round; points above a model's cap are skipped.
+
+    Rounds are interleaved (round 1 of every model, then round 2, ...) so that drift on a shared
+    machine spreads over all models. A skipped point is recorded once, in round 1.
+    """
     caps = {"threads": config.max_threads, "processes": config.max_processes}
     flags = {"threads": "--max-threads", "processes": "--max-processes"}
     planned = []
-    for model in config.models:
-        info = MODELS[model]
-        for level in config.concurrency:
-            spec = PointSpec(
-                model,
-                config.scenario,
-                calibration,
-                level,
-                1,
-                config.seed,
-                config.warmup_s,
-                config.duration_s,
-            )
-            reason = ""
-            if not info.available():
-                reason = f"{info.requires} is not installed on this platform"
-            elif info.cap is not None and level > caps[info.cap]:
-                reason = (
-                    f"N={level} is above the {info.cap} cap of {caps[info.cap]}; "
-                    f"raise it with {flags[info.cap]}"
+    for repeat in range(1, config.repeat + 1):
+        for model in config.models:
+            info = MODELS[model]
+            for level in config.concurrency:
+                reason = ""
+                if not info.available():
+                    reason = f"{info.requires} is not installed on this platform"
+                elif info.cap is not None and level > caps[info.cap]:
+                    reason = (
+                        f"N={level} is above the {info.cap} cap of {caps[info.cap]}; "
+                        f"raise it with {flags[info.cap]}"
+                    )
+                if reason and repeat > 1:
+                    continue
+                spec = PointSpec(
+                    model,
+                    config.scenario,
+                    calibration,
+                    level,
+                    repeat,
+                    config.seed,
+                    config.warmup_s,
+                    config.duration_s,
                 )
-            planned.append(Planned(spec, reason))
+                planned.append(Planned(spec, reason))
     return planned
 
 
@@ -165,6 +175,12 @@ def _warnings(row: dict[str, Any]) -> list[str]:
     found = []
     if row["errors"]:
         found.append(f"{row['errors']} jobs returned a wrong checksum")
+    if row["status"] == "ok" and row["jobs"] < _JOBS_FOR_P99:
+        found.append(
+            f"only {row['jobs']} jobs ended in the window, too few for a p99 "
+            f"({_JOBS_FOR_P99} needed): lengthen --duration to about "
+            f"{math.ceil(_JOBS_FOR_P99 / max(row['throughput'], 1e-9))} s"
+        )
     n, littles_n = row["concurrency"], row["littles_n"]
     if row["status"] == "ok" and abs(littles_n - n) > _LITTLE_TOLERANCE * n:
         found.append(

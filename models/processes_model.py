@@ -9,10 +9,14 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.queues import SimpleQueue
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Barrier
+from typing import Final
 
 from models.load import Record, Window
 from models.workload import Action, Compute, Job, Wait, combine, compute, io_result
 
+# forkserver: workers fork from a clean, pre-imported server, fast and without the
+# hazards of forking a process that has threads.
+START_METHOD: Final = "forkserver"
 # Long enough for 64 workers to start on a loaded 2-core machine; a worker that never
 # arrives breaks the barrier instead of hanging the point.
 _START_TIMEOUT_S = 120.0
@@ -20,9 +24,7 @@ _START_TIMEOUT_S = 120.0
 
 def run(window: Window) -> list[Record]:
     """Start the worker processes, run the window's jobs, stop the workers."""
-    # forkserver: workers fork from a clean, pre-imported server, fast and without the
-    # hazards of forking a process that has threads.
-    context = multiprocessing.get_context("forkserver")
+    context = multiprocessing.get_context(START_METHOD)
     context.set_forkserver_preload([__name__])
     return start_users(window, context)
 

@@ -35,7 +35,7 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Results:
-    """A small real run with a skipped point (threads above a cap of 1)."""
+    """A small real run of two rounds, with a skipped point (threads above a cap of 1)."""
     out = tmp_path_factory.mktemp("results")
     return api.run(
         "io-bound",
@@ -45,6 +45,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Results:
         duration_s=0.3,
         out=out,
         max_threads=1,
+        repeat=2,
     )
 
 
@@ -138,6 +139,33 @@ def test_report_renders_in_chromium_without_console_errors(run: Results, tmp_pat
 
 def test_points_reload_with_their_types(run: Results) -> None:
     points = load_results(run.run_dir).points
-    assert list(points["status"]) == ["ok", "ok", "ok", "skipped", "ok", "ok"]
+    # Rounds interleave; the skipped point is recorded once, in round 1.
+    assert list(zip(points["model"], points["concurrency"], points["repeat"], strict=True)) == [
+        ("sync", 1, 1),
+        ("sync", 2, 1),
+        ("threads", 1, 1),
+        ("threads", 2, 1),
+        ("asyncio", 1, 1),
+        ("asyncio", 2, 1),
+        ("sync", 1, 2),
+        ("sync", 2, 2),
+        ("threads", 1, 2),
+        ("asyncio", 1, 2),
+        ("asyncio", 2, 2),
+    ]
+    assert list(points["status"]).count("skipped") == 1
     assert str(points["jobs"].dtype) == "Int64"
     assert points["jobs"].isna().sum() == 1
+
+
+def test_summary_has_one_row_per_level_with_intervals(run: Results) -> None:
+    import pandas as pd
+
+    summary = pd.read_csv(run.run_dir / "summary.csv")
+    assert len(summary) == 6
+    ok = summary[summary["status"] == "ok"]
+    assert set(ok["repeats"]) == {2}
+    assert (ok["throughput_ci_low"] <= ok["throughput"]).all()
+    assert (ok["throughput"] <= ok["throughput_ci_high"]).all()
+    skipped = summary[summary["status"] == "skipped"]
+    assert list(skipped["repeats"]) == [0]

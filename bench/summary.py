@@ -1,0 +1,91 @@
+"""One row per model and level across repeats: medians, 95% confidence intervals, stability."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+# Throughput varying this much between repeats means the machine, not the model, moved it.
+CV_WARNING = 0.10
+_SUMMARISED = ("throughput", "latency_p99_ms")
+_MEDIANS = (
+    "jobs",
+    "errors",
+    "elapsed_s",
+    "throughput",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "latency_p999_ms",
+    "latency_max_ms",
+    "latency_mean_ms",
+    "cpu_s",
+    "cpu_util",
+    "rss_peak_mb",
+    "ctx_switches",
+    "drain_s",
+    "littles_n",
+    "bound",
+    "efficiency",
+)
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student's t confidence interval of the mean; NaN bounds for fewer than two values."""
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2:
+        return math.nan, math.nan
+    half = (
+        scipy_stats.t.ppf((1 + level) / 2, len(data) - 1) * data.std(ddof=1) / math.sqrt(len(data))
+    )
+    mean = float(data.mean())
+    return mean - float(half), mean + float(half)
+
+
+def coefficient_of_variation(values: Sequence[float]) -> float:
+    """Sample standard deviation over mean; NaN for fewer than two values or a zero mean."""
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2 or data.mean() == 0:
+        return math.nan
+    return float(data.std(ddof=1) / data.mean())
+
+
+def per_level(points: pd.DataFrame) -> pd.DataFrame:
+    """Collapse repeats: medians of the ok repeats, CIs of throughput and p99, a CV warning.
+
+    A level with no ok repeat keeps the status and reason of its first repeat.
+    """
+    rows = []
+    for (model, level), group in points.groupby(["model", "concurrency"], sort=False):
+        ok = group[group["status"] == "ok"]
+        first = group.iloc[0]
+        row: dict[str, object] = {
+            "model": model,
+            "concurrency": level,
+            "status": "ok" if len(ok) else first["status"],
+            "reason": "" if len(ok) else first["reason"],
+            "repeats": len(ok),
+            "bound": first["bound"],
+        }
+        source = ok if len(ok) else group
+        for column in _MEDIANS:
+            row[column] = float(source[column].astype(float).median())
+        for column in _SUMMARISED:
+            low, high = mean_ci(list(ok[column].astype(float)))
+            row[f"{column}_ci_low"], row[f"{column}_ci_high"] = low, high
+        cv = coefficient_of_variation(list(ok["throughput"].astype(float)))
+        row["throughput_cv"] = cv
+        warnings = [w for w in dict.fromkeys(ok["warning"].fillna("")) if w]
+        if cv >= CV_WARNING:
+            warnings.insert(
+                0,
+                f"throughput varied {cv:.0%} between repeats: the machine was busy or "
+                "drifting; close other programs or add --repeat",
+            )
+        row["warning"] = "; ".join(warnings)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,65 @@
+"""Across repeats: confidence intervals, variation, and the warning for an unstable level."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.results import POINT_COLUMNS
+from bench.summary import coefficient_of_variation, mean_ci, per_level
+
+samples = st.lists(st.floats(min_value=1.0, max_value=1e5), min_size=2, max_size=30)
+
+
+@given(samples)
+def test_interval_contains_the_mean(values: list[float]) -> None:
+    low, high = mean_ci(values)
+    mean = sum(values) / len(values)
+    assert low <= mean * (1 + 1e-9) and mean * (1 - 1e-9) <= high
+
+
+def test_interval_matches_students_t() -> None:
+    # mean 2, s = 1, n = 3: half width t(0.975, 2) * 1 / sqrt(3) = 4.3027 / 1.7321
+    low, high = mean_ci([1.0, 2.0, 3.0])
+    assert (low, high) == pytest.approx((2 - 2.4841, 2 + 2.4841), abs=1e-3)
+
+
+def test_one_value_has_no_interval_or_variation() -> None:
+    assert all(math.isnan(v) for v in mean_ci([5.0]))
+    assert math.isnan(coefficient_of_variation([5.0]))
+
+
+@given(samples, st.floats(min_value=0.1, max_value=100.0))
+def test_variation_ignores_scale(values: list[float], factor: float) -> None:
+    assert coefficient_of_variation([v * factor for v in values]) == pytest.approx(
+        coefficient_of_variation(values), rel=1e-6, abs=1e-12
+    )
+
+
+def rows(throughputs: list[float], status: str = "ok") -> pd.DataFrame:
+    base = dict.fromkeys(POINT_COLUMNS, 1.0) | {"model": "trio", "concurrency": 8, "warning": ""}
+    return pd.DataFrame(
+        [
+            base | {"repeat": i + 1, "throughput": t, "status": status, "reason": ""}
+            for i, t in enumerate(throughputs)
+        ]
+    )
+
+
+def test_unstable_level_is_flagged() -> None:
+    (level,) = per_level(rows([100.0, 130.0, 80.0])).to_dict("records")
+    assert level["repeats"] == 3
+    assert level["throughput"] == 100.0
+    assert level["warning"].startswith("throughput varied 24% between repeats")
+    (steady,) = per_level(rows([100.0, 101.0, 99.0])).to_dict("records")
+    assert steady["warning"] == ""
+
+
+def test_level_without_an_ok_repeat_keeps_its_status() -> None:
+    (level,) = per_level(rows([math.nan], status="failed")).to_dict("records")
+    assert level["status"] == "failed"
+    assert level["repeats"] == 0
