@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from bench import api
+from bench.compare import compare_runs
 from bench.errors import BenchError, UsageError
 from bench.point import PointSpec
 from bench.report import build_report
-from bench.results import Point
+from bench.results import Point, load_results
 from bench.summary import per_level
 from models import MODELS
 from models.scenarios import SCENARIOS
@@ -73,6 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", metavar="RUN_DIR", help="a folder made by `bench run`")
     report.set_defaults(handler=_report)
 
+    compare = commands.add_parser(
+        "compare", help="what changed between two runs, and if it is real"
+    )
+    compare.add_argument("run_a", metavar="RUN_A", help="the baseline run folder")
+    compare.add_argument("run_b", metavar="RUN_B", help="the run to judge against it")
+    compare.add_argument(
+        "--min-effect",
+        type=float,
+        default=5.0,
+        help="smallest change in %% that counts, on top of Welch's t-test (default 5)",
+    )
+    compare.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit with status 1 when B is significantly worse anywhere (for CI)",
+    )
+    compare.set_defaults(handler=_compare)
+
     listing = commands.add_parser("list", help="the models and scenarios")
     listing.set_defaults(handler=_list)
     return parser
@@ -122,14 +141,53 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir)
+    print(f"report: {build_report(_run_dir(args.run_dir))}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    a, b = load_results(_run_dir(args.run_a)), load_results(_run_dir(args.run_b))
+    changes = compare_runs(a, b, args.min_effect / 100.0)
+    print(f"A: {a.run_dir}\nB: {b.run_dir}")
+    if not changes:
+        print("no model and level was measured ok in both runs")
+        return 0
+    rows = [
+        [
+            c.model,
+            str(c.concurrency),
+            "jobs/s" if c.metric == "throughput" else "p99 ms",
+            f"{c.before:.1f}",
+            f"{c.after:.1f}",
+            f"{c.change:+.1%}",
+            "-" if math.isnan(c.p_value) else f"{c.p_value:.3f}",
+            c.verdict,
+        ]
+        for c in changes
+    ]
+    headers = ["model", "N", "metric", "A", "B", "change", "p", "verdict"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
+    print(
+        f"real change: Welch's t-test p < 0.05 across repeats and at least {args.min_effect:g}% "
+        "between medians"
+    )
+    regressions = [c for c in changes if c.regression]
+    if regressions and args.fail_on_regression:
+        print(f"{len(regressions)} regressions", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_dir(path: str) -> Path:
+    run_dir = Path(path)
     if not (run_dir / "meta.json").is_file():
         raise UsageError(
             f"{str(run_dir)!r} is not a run directory (no meta.json); "
             "give a folder made by `python -m bench run`, e.g. results/<run-id>"
         )
-    print(f"report: {build_report(run_dir)}")
-    return 0
+    return run_dir
 
 
 def _list(args: argparse.Namespace) -> int:

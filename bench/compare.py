@@ -1,0 +1,96 @@
+"""Compare two runs: per model and level, did throughput or p99 really change?"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from bench.errors import UsageError
+from bench.results import Results
+
+SIGNIFICANCE = 0.05
+# metric -> +1 when higher is better, -1 when lower is better
+METRICS = {"throughput": 1, "latency_p99_ms": -1}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metric of one model and level, before (run A) and after (run B)."""
+
+    model: str
+    concurrency: int
+    metric: str
+    before: float
+    after: float
+    change: float  # after / before - 1
+    p_value: float
+    verdict: str  # better, worse, no real change, too few repeats
+
+    @property
+    def regression(self) -> bool:
+        """Whether B is significantly worse than A."""
+        return self.verdict == "worse"
+
+
+def welch_p_value(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of Welch's t-test; NaN when either side has fewer than two values."""
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    if np.std(a) == 0 and np.std(b) == 0:  # the t statistic is undefined: decide directly
+        return 1.0 if np.mean(a) == np.mean(b) else 0.0
+    return float(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def compare_runs(a: Results, b: Results, min_effect: float) -> list[Change]:
+    """Every metric of every model and level that both runs measured (ok repeats only).
+
+    A change counts as real only when Welch's t-test gives p < 0.05 *and* the medians differ
+    by at least `min_effect` (a fraction: 0.05 is 5%).
+    """
+    if min_effect < 0 or not math.isfinite(min_effect):
+        raise UsageError(f"--min-effect {min_effect * 100:g} is not valid; give a percentage >= 0")
+    name_a, name_b = a.meta["scenario"]["name"], b.meta["scenario"]["name"]
+    if name_a != name_b:
+        raise UsageError(
+            f"the runs measured different scenarios ({name_a!r} and {name_b!r}); "
+            "compare two runs of one scenario"
+        )
+    ok_a, ok_b = _ok(a.points), _ok(b.points)
+    changes = []
+    for (model, level), group_a in ok_a.groupby(["model", "concurrency"], sort=False):
+        group_b = ok_b[(ok_b["model"] == model) & (ok_b["concurrency"] == level)]
+        if group_b.empty:
+            continue
+        for metric, direction in METRICS.items():
+            before = list(group_a[metric].astype(float))
+            after = list(group_b[metric].astype(float))
+            median_a, median_b = float(np.median(before)), float(np.median(after))
+            change = median_b / median_a - 1 if median_a else math.nan
+            p_value = welch_p_value(before, after)
+            if math.isnan(p_value):
+                verdict = "too few repeats"
+            elif p_value < SIGNIFICANCE and abs(change) >= min_effect:
+                verdict = "better" if change * direction > 0 else "worse"
+            else:
+                verdict = "no real change"
+            changes.append(
+                Change(
+                    str(model),
+                    int(str(level)),
+                    metric,
+                    median_a,
+                    median_b,
+                    change,
+                    p_value,
+                    verdict,
+                )
+            )
+    return changes
+
+
+def _ok(points: pd.DataFrame) -> pd.DataFrame:
+    return points[points["status"] == "ok"]
