@@ -9,28 +9,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from bench.results import POINT_COLUMNS, TEXT_COLUMNS
+
 # Throughput varying this much between repeats means the machine, not the model, moved it.
 CV_WARNING = 0.10
 _SUMMARISED = ("throughput", "latency_p99_ms")
-_MEDIANS = (
-    "jobs",
-    "errors",
-    "elapsed_s",
-    "throughput",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p99_ms",
-    "latency_p999_ms",
-    "latency_max_ms",
-    "latency_mean_ms",
-    "cpu_s",
-    "cpu_util",
-    "rss_peak_mb",
-    "ctx_switches",
-    "drain_s",
-    "littles_n",
-    "bound",
-    "efficiency",
+# Every measured column; the point's identity and its bound are the same across repeats.
+_MEDIANS = tuple(
+    c for c in POINT_COLUMNS if c not in (*TEXT_COLUMNS, "concurrency", "rate", "repeat", "bound")
 )
 
 

@@ -63,16 +63,21 @@ def test_list_names_every_model_and_scenario(capsys: pytest.CaptureFixture[str])
         assert f"  {name} " in out
 
 
-def test_quick_run_end_to_end(tmp_path: Path) -> None:
+def bench_run(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bench run ... --out OUT` as a user types it, output piped."""
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--quick", "--out", str(tmp_path)],
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "run", *args, "--out", str(out)],
         capture_output=True,
         text=True,
         cwd=ROOT,
         env=env,
         timeout=300,
     )
+
+
+def test_quick_run_end_to_end(tmp_path: Path) -> None:
+    done = bench_run(tmp_path, "--quick")
     assert done.returncode == 0, done.stderr
     (run_dir,) = tmp_path.iterdir()
     assert f"report: {run_dir / 'report.html'}" in done.stdout
@@ -102,30 +107,19 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
 
 
 def test_quiet_prints_only_the_report_path(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "run",
-            "--quiet",
-            "--models",
-            "sync",
-            "--concurrency",
-            "1",
-            "--warmup",
-            "0",
-            "--duration",
-            "0.3",
-            "--scenario",
-            "io-bound",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
+    done = bench_run(
+        tmp_path,
+        "--quiet",
+        "--models",
+        "sync",
+        "--concurrency",
+        "1",
+        "--warmup",
+        "0",
+        "--duration",
+        "0.3",
+        "--scenario",
+        "io-bound",
     )
     assert done.returncode == 0, done.stderr
     (run_dir,) = tmp_path.iterdir()
