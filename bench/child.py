@@ -22,7 +22,7 @@ import psutil
 from bench.scenarios import scenario_from_dict
 from bench.stats import Histogram
 from models import MODELS
-from models.load import Record, Window
+from models.load import Finished, Window, finished
 from models.workload import Calibration, Verifier, draw_job
 
 # The tree is sampled (peak RSS; CPU of workers that exit as the window closes) every 0.2 s:
@@ -114,7 +114,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     run = MODELS[spec["model"]].runner()
     monitor = TreeMonitor(announce_read, window.warmup_s, window.duration_s)
     monitor.start()
-    records = run(window)
+    records = finished(run(window))
     returned_s = time.perf_counter()
     monitor.finished.set()
     os.close(announce_write)  # unblocks the monitor if the window never started
@@ -123,24 +123,26 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(
-    window: Window, records: list[Record], usage: TreeUsage, returned_s: float
+    window: Window, records: list[Finished], usage: TreeUsage, returned_s: float
 ) -> dict[str, Any]:
     """Count, verify and time the jobs that ended inside the measured window."""
     measure_s = usage.started_s + window.warmup_s
     stop_s = min(measure_s + window.duration_s, returned_s)
     verifier = Verifier()
     bad = {
-        r.index
+        r.job_index
         for r in records
         if r.checksum
-        != verifier.expected(draw_job(window.scenario, window.calibration, window.seed, r.index))
+        != verifier.expected(
+            draw_job(window.scenario, window.calibration, window.seed, r.job_index)
+        )
     }
     in_window = [r for r in records if measure_s <= r.ended_s < stop_s]
     latencies = Histogram()
     for r in in_window:
-        if r.index not in bad:
+        if r.job_index not in bad:
             latencies.record((r.ended_s - r.submitted_s) * 1000.0)
-    indices = {r.index for r in records}
+    indices = {r.job_index for r in records}
     # Users take indices from one counter; each may take one more after the window closes.
     lost = (max(indices) + 1 - len(indices)) if indices else 0
     problems = []
@@ -153,7 +155,7 @@ def summarize(
         "completed": len(records) - len(bad),
         "failed": len(bad),
         "jobs": len(in_window),
-        "errors": sum(1 for r in in_window if r.index in bad),
+        "errors": sum(1 for r in in_window if r.job_index in bad),
         "elapsed_s": max(stop_s - measure_s, 0.0),
         "drain_s": max((r.ended_s for r in records), default=stop_s) - stop_s,
         "cpu_s": usage.cpu_s,

@@ -32,7 +32,7 @@ def serve(window: Window, take: Callable[[], int], records: list[Record]) -> Non
         started_s = time.perf_counter()
         checksum = run_job(job)
         ended_s = time.perf_counter()
-        records.append(Record(job.index, submitted.popleft(), started_s, ended_s, checksum))
+        records.append((job.index, submitted.popleft(), started_s, ended_s, checksum))
         submitted.append(ended_s)
 
 

@@ -49,7 +49,7 @@ def serve(
     while (job := window.job(take())) is not None:
         started_s = time.perf_counter()
         checksum = run_job(job, pool)
-        records.append(Record(job.index, started_s, started_s, time.perf_counter(), checksum))
+        records.append((job.index, started_s, started_s, time.perf_counter(), checksum))
 
 
 def run_job(job: Job, pool: ThreadPoolExecutor) -> int:

@@ -33,7 +33,7 @@ async def serve(window: Window, take: Callable[[], int], records: list[Record]) 
     while (job := window.job(take())) is not None:
         started_s = time.perf_counter()
         checksum = await run_job(job)
-        records.append(Record(job.index, started_s, started_s, time.perf_counter(), checksum))
+        records.append((job.index, started_s, started_s, time.perf_counter(), checksum))
 
 
 async def run_job(job: Job) -> int:

@@ -90,6 +90,7 @@ def test_each_point_is_on_disk_when_it_finishes(tmp_path: Path) -> None:
         warmup_s=0.0,
         duration_s=0.3,
         out=tmp_path,
+        repeat=1,
         progress=api.Progress(on_point=count_rows),
     )
     assert rows_seen == [1, 2, 3, 4]
