@@ -16,6 +16,7 @@ from bench.errors import BenchError, UsageError
 from bench.point import PointSpec
 from bench.report import build_report
 from bench.results import Point, load_results
+from bench.scenarios import describe_scenario, resolve_scenario
 from bench.summary import per_level
 from models import MODELS
 from models.scenarios import SCENARIOS
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="run a sweep and write results/<run-id>/")
-    run.add_argument("--scenario", default="ecommerce", help="built-in scenario (see `list`)")
+    run.add_argument(
+        "--scenario", default="ecommerce", help="a built-in scenario (see `list`) or a .toml file"
+    )
     run.add_argument("--models", help="comma-separated models (default: all available)")
     run.add_argument(
         "--concurrency",
@@ -94,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="the models and scenarios")
     listing.set_defaults(handler=_list)
+
+    describe = commands.add_parser("describe", help="a scenario's stages and steps, as a tree")
+    describe.add_argument("scenario", metavar="SCENARIO", help="a built-in name or a .toml file")
+    describe.set_defaults(handler=_describe)
     return parser
 
 
@@ -195,9 +202,18 @@ def _list(args: argparse.Namespace) -> int:
     for name, model in MODELS.items():
         note = "" if model.available() else f"  (needs {model.requires})"
         print(f"  {name:<10} {model.description}{note}")
-    print("scenarios:")
+    print("scenarios (critical path, CPU per job, bound at N=1, from mean durations):")
     for name, scenario in SCENARIOS.items():
-        print(f"  {name:<10} {scenario.description}")
+        critical_ms = scenario.critical_path_ms()
+        print(
+            f"  {name:<10} {critical_ms:6.1f} ms  CPU {scenario.cpu_ms():4.1f} ms  "
+            f"{1000 / critical_ms:6.1f} jobs/s  {scenario.description}"
+        )
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    print("\n".join(describe_scenario(resolve_scenario(args.scenario))))
     return 0
 
 

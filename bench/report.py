@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from bench import plots
 from bench.findings import findings
 from bench.results import Results, load_results, write_atomically
+from bench.scenarios import describe_step
 from bench.summary import per_level
 
 _TABLE_COLUMNS = (
@@ -96,7 +97,7 @@ def render(results: Results) -> str:
         *(f"<li>{_e(sentence)}</li>" for sentence in findings(results.points, cores)),
         "</ul></section>",
         "<section id='scenario'><h2>Scenario</h2>",
-        _scenario_html(scenario),
+        _scenario_html(results),
         "</section>",
         "<section id='figures'><h2>Figures</h2>",
         *_figures(results),
@@ -125,27 +126,20 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _scenario_html(scenario: dict[str, Any]) -> str:
-    parts = [f"<p><b>{_e(scenario.get('name', ''))}</b>: {_e(scenario.get('description', ''))}</p>"]
-    parts.append("<ol>")
-    for stage in scenario.get("stages", []):
-        parts.append(f"<li>{_e(stage['name'])} — steps at the same time:<ul>")
-        for step in stage["steps"]:
-            parts.append(f"<li>{_e(_describe_step(step))}</li>")
+def _scenario_html(results: Results) -> str:
+    scenario = results.scenario
+    parts = [f"<p><b>{_e(scenario.name)}</b>: {_e(scenario.description)}</p><ol>"]
+    for stage in scenario.stages:
+        together = " — steps at the same time" if len(stage.steps) > 1 else ""
+        parts.append(f"<li>{_e(stage.name)}{together}<ul>")
+        parts.extend(f"<li>{_e(describe_step(step))}</li>" for step in stage.steps)
         parts.append("</ul></li>")
     parts.append("</ol>")
+    parts.append(
+        f"<p>Critical path {scenario.critical_path_ms():.1f} ms and CPU work "
+        f"{scenario.cpu_ms():.1f} ms per job (mean durations): the inputs of the bound.</p>"
+    )
     return "".join(parts)
-
-
-def _describe_step(step: dict[str, Any]) -> str:
-    if step["type"] == "io":
-        wait = step["wait"]
-        return (
-            f"{step['name']}: I/O wait, {wait['kind']} {wait['mean_ms']:g} ms mean, "
-            f"{step['request_bytes']} B out, {step['response_bytes']} B back"
-        )
-    cpu = step["cpu"]
-    return f"{step['name']}: CPU ({step['kind']}), {cpu['kind']} {cpu['mean_ms']:g} ms mean"
 
 
 def _figures(results: Results) -> list[str]:

@@ -1,8 +1,9 @@
-"""Scenario lookup and the scenario's plain-data form (for meta.json and the point process)."""
+"""Scenario lookup (a built-in name or a TOML file), its description, and its plain-data form."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from bench.errors import UnknownNameError
@@ -11,13 +12,51 @@ from models.workload import CpuStep, Dist, IoStep, Scenario, Stage
 
 
 def resolve_scenario(name: str) -> Scenario:
-    """The built-in scenario called `name`."""
-    try:
+    """The built-in scenario called `name`, or the scenario in the TOML file `name`."""
+    if name in SCENARIOS:
         return SCENARIOS[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown scenario {name!r}; choose from: {', '.join(SCENARIOS)}"
-        ) from None
+    if name.endswith(".toml") or Path(name).is_file():
+        from bench.scenario_file import load_scenario_file  # only the parent reads files
+
+        return load_scenario_file(Path(name))
+    raise UnknownNameError(
+        f"unknown scenario {name!r}; choose from: {', '.join(SCENARIOS)}, or give a .toml file"
+    )
+
+
+def describe_dist(dist: Dist) -> str:
+    """A distribution in words: `exponential, mean 40 ms`."""
+    if dist.kind == "constant":
+        return f"constant {dist.mean_ms:g} ms"
+    if dist.kind == "exponential":
+        return f"exponential, mean {dist.mean_ms:g} ms"
+    if dist.kind == "uniform":
+        return f"uniform {dist.low_ms:g} to {dist.high_ms:g} ms"
+    return f"lognormal, p50 {dist.p50_ms:g} ms, p99 {dist.p99_ms:g} ms"
+
+
+def describe_step(step: IoStep | CpuStep) -> str:
+    """One step in words."""
+    if isinstance(step, IoStep):
+        return (
+            f"{step.name}: I/O wait, {describe_dist(step.wait)}, "
+            f"{step.request_bytes} B out, {step.response_bytes} B back"
+        )
+    return f"{step.name}: CPU ({step.kind}), {describe_dist(step.cpu)}"
+
+
+def describe_scenario(scenario: Scenario) -> list[str]:
+    """The scenario as a tree of stages and steps, one line each."""
+    lines = [f"{scenario.name}: {scenario.description}"]
+    for i, stage in enumerate(scenario.stages, start=1):
+        together = " (steps at the same time)" if len(stage.steps) > 1 else ""
+        lines.append(f"  {i}. {stage.name}{together}")
+        lines.extend(f"     - {describe_step(step)}" for step in stage.steps)
+    lines.append(
+        f"  critical path {scenario.critical_path_ms():.1f} ms, "
+        f"CPU {scenario.cpu_ms():.1f} ms per job (mean durations)"
+    )
+    return lines
 
 
 def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-DistKind = Literal["constant", "exponential"]
+DistKind = Literal["constant", "uniform", "exponential", "lognormal"]
 CpuKind = Literal["python", "native"]
 
 _MASK = (1 << 64) - 1
@@ -21,18 +22,45 @@ _LCG_C = 1442695040888963407
 _NATIVE_BLOCK = bytes(range(256)) * 64
 
 
+# The standard normal's 99th percentile: a lognormal's p99 is exp(mu + Z99 * sigma).
+_Z99 = 2.3263478740408408
+
+
 @dataclass(frozen=True)
 class Dist:
-    """A duration distribution in milliseconds."""
+    """A duration distribution in milliseconds.
+
+    `constant` and `exponential` use `mean_ms`; `uniform` uses `low_ms` and `high_ms`;
+    `lognormal` is given by its median `p50_ms` and its tail `p99_ms`.
+    """
 
     kind: DistKind
-    mean_ms: float
+    mean_ms: float = 0.0
+    low_ms: float = 0.0
+    high_ms: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+
+    def expected_ms(self) -> float:
+        """The mean duration."""
+        if self.kind == "uniform":
+            return (self.low_ms + self.high_ms) / 2
+        if self.kind == "lognormal":
+            return math.exp(math.log(self.p50_ms) + self._sigma() ** 2 / 2)
+        return self.mean_ms
 
     def draw_ms(self, rng: random.Random) -> float:
         """Draw one duration."""
+        if self.kind == "uniform":
+            return rng.uniform(self.low_ms, self.high_ms)
+        if self.kind == "lognormal":
+            return rng.lognormvariate(math.log(self.p50_ms), self._sigma())
         if self.kind == "constant" or self.mean_ms == 0:
             return self.mean_ms
         return rng.expovariate(1.0 / self.mean_ms)
+
+    def _sigma(self) -> float:
+        return math.log(self.p99_ms / self.p50_ms) / _Z99
 
 
 @dataclass(frozen=True)
@@ -80,7 +108,7 @@ class Scenario:
     def cpu_ms(self) -> float:
         """Mean CPU work per job."""
         return sum(
-            step.cpu.mean_ms
+            step.cpu.expected_ms()
             for stage in self.stages
             for step in stage.steps
             if isinstance(step, CpuStep)
@@ -92,7 +120,7 @@ class Scenario:
 
 
 def _mean_ms(step: Step) -> float:
-    return step.wait.mean_ms if isinstance(step, IoStep) else step.cpu.mean_ms
+    return step.wait.expected_ms() if isinstance(step, IoStep) else step.cpu.expected_ms()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,161 @@
+"""User scenarios from TOML files, checked field by field as they are read.
+
+Every problem is a `ScenarioFileError` naming the file, the field (`stages[1].steps[0].wait`)
+and what is wrong. The format is documented in the README.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, NoReturn, get_args
+
+from bench.errors import BenchError
+from models.workload import CpuKind, CpuStep, Dist, DistKind, IoStep, Scenario, Stage
+
+# Which parameters each distribution takes.
+_DIST_PARAMS: dict[str, tuple[str, ...]] = {
+    "constant": ("mean_ms",),
+    "exponential": ("mean_ms",),
+    "uniform": ("low_ms", "high_ms"),
+    "lognormal": ("p50_ms", "p99_ms"),
+}
+
+
+class ScenarioFileError(BenchError, ValueError):
+    """Raised when a scenario file cannot be read or breaks the format."""
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    """Read and check the scenario in `path`."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ScenarioFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioFileError(f"{path}: not valid TOML: {exc}") from None
+    return _Reader(path).scenario(data)
+
+
+class _Reader:
+    """Walks the parsed TOML, keeping the file name for every error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, field: str, problem: str) -> NoReturn:
+        raise ScenarioFileError(f"{self.path}: {field}: {problem}")
+
+    def table(
+        self, data: Any, field: str, required: tuple[str, ...], optional: tuple[str, ...]
+    ) -> None:
+        if not isinstance(data, dict):
+            self.fail(field, f"must be a table, not {type(data).__name__}")
+        for key in data:
+            if key not in required + optional:
+                self.fail(
+                    f"{field}.{key}" if field else key,
+                    f"unknown key; allowed here: {', '.join(required + optional)}",
+                )
+        for key in required:
+            if key not in data:
+                self.fail(f"{field}.{key}" if field else key, "missing (required)")
+
+    def text(self, data: dict[str, Any], key: str, field: str, default: str | None = None) -> str:
+        value = data.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(field, "must be a non-empty string")
+        return value
+
+    def number(self, data: dict[str, Any], key: str, field: str) -> float:
+        value = data[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            self.fail(field, f"must be a number, not {value!r}")
+        if value < 0:
+            self.fail(field, f"{value} is negative; durations and sizes are 0 or more")
+        return float(value)
+
+    def scenario(self, data: dict[str, Any]) -> Scenario:
+        self.table(data, "", ("name", "stages"), ("description",))
+        stages = data["stages"]
+        if not isinstance(stages, list) or not stages:
+            self.fail("stages", "must be a non-empty array of tables ([[stages]])")
+        return Scenario(
+            self.text(data, "name", "name"),
+            str(data.get("description", "")),
+            tuple(self.stage(stage, f"stages[{i}]") for i, stage in enumerate(stages)),
+        )
+
+    def stage(self, data: Any, field: str) -> Stage:
+        self.table(data, field, ("name", "steps"), ())
+        steps = data["steps"]
+        if not isinstance(steps, list) or not steps:
+            self.fail(f"{field}.steps", "must be a non-empty array of tables ([[stages.steps]])")
+        return Stage(
+            self.text(data, "name", f"{field}.name"),
+            tuple(self.step(step, f"{field}.steps[{i}]") for i, step in enumerate(steps)),
+        )
+
+    def step(self, data: Any, field: str) -> IoStep | CpuStep:
+        if not isinstance(data, dict):
+            self.fail(field, "must be a table")
+        kind = data.get("type")
+        if kind == "io":
+            self.table(data, field, ("name", "type", "wait"), ("request_bytes", "response_bytes"))
+            return IoStep(
+                self.text(data, "name", f"{field}.name"),
+                self.dist(data["wait"], f"{field}.wait"),
+                self.size(data, "request_bytes", field),
+                self.size(data, "response_bytes", field),
+            )
+        if kind == "cpu":
+            self.table(data, field, ("name", "type", "cpu"), ("kind",))
+            cpu_kind = data.get("kind", "python")
+            if cpu_kind not in get_args(CpuKind):
+                self.fail(f"{field}.kind", f"{cpu_kind!r} is not one of: python, native")
+            return CpuStep(
+                self.text(data, "name", f"{field}.name"),
+                self.dist(data["cpu"], f"{field}.cpu"),
+                cpu_kind,
+            )
+        self.fail(f"{field}.type", f"{kind!r} is not a step type; use 'io' or 'cpu'")
+
+    def size(self, data: dict[str, Any], key: str, field: str) -> int:
+        value = data.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.fail(f"{field}.{key}", f"{value!r} is not a whole number of bytes, 0 or more")
+        return value
+
+    def dist(self, data: Any, field: str) -> Dist:
+        if not isinstance(data, dict) or "dist" not in data:
+            self.fail(
+                field, "must be a table with a `dist` key, e.g. { dist = 'constant', mean_ms = 5 }"
+            )
+        kind = data["dist"]
+        if kind not in get_args(DistKind):
+            self.fail(
+                f"{field}.dist",
+                f"unknown distribution {kind!r}; choose from: {', '.join(_DIST_PARAMS)}",
+            )
+        params = _DIST_PARAMS[kind]
+        self.table(data, field, ("dist", *params), ())
+        values = {p: self.number(data, p, f"{field}.{p}") for p in params}
+        if kind == "uniform" and values["high_ms"] < values["low_ms"]:
+            self.fail(
+                f"{field}.high_ms", f"{values['high_ms']:g} is below low_ms {values['low_ms']:g}"
+            )
+        if kind == "lognormal":
+            if values["p50_ms"] <= 0:
+                self.fail(f"{field}.p50_ms", "must be more than 0 for a lognormal")
+            if values["p99_ms"] <= values["p50_ms"]:
+                self.fail(
+                    f"{field}.p99_ms",
+                    f"{values['p99_ms']:g} is not above p50_ms {values['p50_ms']:g}; "
+                    "a lognormal's p99 must exceed its p50",
+                )
+        return Dist(kind, **values)
