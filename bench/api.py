@@ -32,7 +32,7 @@ from models.workload import calibrate
 DEFAULT_CONCURRENCY = (1, 8, 64, 512)
 QUICK_CONCURRENCY = (1, 16)
 DEFAULT_WARMUP_S, QUICK_WARMUP_S = 1.0, 0.3
-DEFAULT_DURATION_S, QUICK_DURATION_S = 2.5, 1.0
+DEFAULT_DURATION_S, QUICK_DURATION_S = 2.0, 1.0
 DEFAULT_REPEAT, QUICK_REPEAT = 3, 1
 DEFAULT_MAX_PROCESSES = 64
 # Threads beyond ~1000 mostly measure the kernel's scheduler and 8 MiB stacks per thread;

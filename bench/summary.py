@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,10 @@ from bench.results import POINT_COLUMNS, TEXT_COLUMNS
 
 # Throughput varying this much between repeats means the machine, not the model, moved it.
 CV_WARNING = 0.10
+# A closed point whose throughput x mean latency strays further than this from N is flagged.
+LITTLE_TOLERANCE = 0.10
+# Fewer jobs than this in the window leave the p99 resting on less than one job.
+JOBS_FOR_P99 = 100
 _SUMMARISED = ("throughput", "latency_p99_ms")
 # Every measured column; the point's identity and its bound are the same across repeats.
 _MEDIANS = tuple(
@@ -40,8 +45,31 @@ def coefficient_of_variation(values: Sequence[float]) -> float:
     return float(data.std(ddof=1) / data.mean())
 
 
+def point_warnings(row: dict[str, Any]) -> list[str]:
+    """What makes a measured point (or a level's medians) less trustworthy, and what to do."""
+    found = []
+    if row["errors"]:
+        found.append(f"{row['errors']:.0f} jobs returned a wrong checksum")
+    if row["status"] != "ok":
+        return found
+    if row["jobs"] < JOBS_FOR_P99:
+        found.append(
+            f"only {row['jobs']:.0f} jobs ended in the window, too few for a p99 "
+            f"({JOBS_FOR_P99} needed): lengthen --duration to about "
+            f"{math.ceil(JOBS_FOR_P99 / max(row['throughput'], 1e-9))} s"
+        )
+    n, littles_n = row["concurrency"], row["littles_n"]
+    if abs(littles_n - n) > LITTLE_TOLERANCE * n:
+        found.append(
+            f"Little's law gives {littles_n:.0f} jobs in flight, not N={n}: the window "
+            "caught the start-up transient (or the harness queued); a --warmup of about "
+            f"N / throughput = {n / row['throughput']:.1f} s reaches steady state"
+        )
+    return found
+
+
 def per_level(points: pd.DataFrame) -> pd.DataFrame:
-    """Collapse repeats: medians of the ok repeats, CIs of throughput and p99, a CV warning.
+    """Collapse repeats: medians of the ok repeats, CIs of throughput and p99, and warnings.
 
     A level with no ok repeat keeps the status and reason of its first repeat.
     """
@@ -60,12 +88,14 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
         source = ok if len(ok) else group
         for column in _MEDIANS:
             row[column] = float(source[column].astype(float).median())
+        row["errors"] = float(ok["errors"].astype(float).sum())  # one wrong checksum is too many
         for column in _SUMMARISED:
             low, high = mean_ci(list(ok[column].astype(float)))
             row[f"{column}_ci_low"], row[f"{column}_ci_high"] = low, high
         cv = coefficient_of_variation(list(ok["throughput"].astype(float)))
         row["throughput_cv"] = cv
-        warnings = [w for w in dict.fromkeys(ok["warning"].fillna("")) if w]
+        # Judged on the medians, so that K repeats give one coherent warning, not K variants.
+        warnings = point_warnings(row) if len(ok) else []
         if cv >= CV_WARNING:
             warnings.insert(
                 0,

@@ -10,13 +10,10 @@ from typing import Any
 from bench.point import PointFailed, PointSpec, measure_point
 from bench.results import Point
 from bench.stats import Histogram, bound_per_s
+from bench.summary import point_warnings
 from models import MODELS
 from models.workload import Calibration, Scenario
 
-# A closed point whose throughput x mean latency strays further than this from N is flagged.
-_LITTLE_TOLERANCE = 0.10
-# Fewer jobs than this in the window leave the p99 resting on less than one job.
-_JOBS_FOR_P99 = 100
 # Grace on top of warm-up and measured window for starting the runtime and draining jobs.
 _TIMEOUT_GRACE_S = 60.0
 
@@ -166,26 +163,5 @@ def _measured(config: SweepConfig, spec: PointSpec, cores: int, summary: dict[st
         "littles_n": throughput * latency.mean_ms / 1000.0,
         "efficiency": throughput / row["bound"],
     }
-    row["warning"] = "; ".join(_warnings(row))
+    row["warning"] = "; ".join(point_warnings(row))
     return Point(row, latency)
-
-
-def _warnings(row: dict[str, Any]) -> list[str]:
-    """What makes a measured point less trustworthy, and what to do about it."""
-    found = []
-    if row["errors"]:
-        found.append(f"{row['errors']} jobs returned a wrong checksum")
-    if row["status"] == "ok" and row["jobs"] < _JOBS_FOR_P99:
-        found.append(
-            f"only {row['jobs']} jobs ended in the window, too few for a p99 "
-            f"({_JOBS_FOR_P99} needed): lengthen --duration to about "
-            f"{math.ceil(_JOBS_FOR_P99 / max(row['throughput'], 1e-9))} s"
-        )
-    n, littles_n = row["concurrency"], row["littles_n"]
-    if row["status"] == "ok" and abs(littles_n - n) > _LITTLE_TOLERANCE * n:
-        found.append(
-            f"Little's law gives {littles_n:.0f} jobs in flight, not N={n}: the window "
-            "caught the start-up transient (or the harness queued); a --warmup of about "
-            f"N / throughput = {n / row['throughput']:.1f} s reaches steady state"
-        )
-    return found

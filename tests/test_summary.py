@@ -41,7 +41,14 @@ def test_variation_ignores_scale(values: list[float], factor: float) -> None:
 
 
 def rows(throughputs: list[float], status: str = "ok") -> pd.DataFrame:
-    base = dict.fromkeys(POINT_COLUMNS, 1.0) | {"model": "trio", "concurrency": 8, "warning": ""}
+    base = dict.fromkeys(POINT_COLUMNS, 1.0) | {
+        "model": "trio",
+        "concurrency": 8,
+        "warning": "",
+        "errors": 0,
+        "jobs": 500,
+        "littles_n": 8.0,
+    }
     return pd.DataFrame(
         [
             base | {"repeat": i + 1, "throughput": t, "status": status, "reason": ""}
@@ -63,3 +70,14 @@ def test_level_without_an_ok_repeat_keeps_its_status() -> None:
     (level,) = per_level(rows([math.nan], status="failed")).to_dict("records")
     assert level["status"] == "failed"
     assert level["repeats"] == 0
+
+
+def test_level_warnings_come_from_the_medians_once() -> None:
+    points = rows([100.0, 101.0, 99.0])
+    points["jobs"] = [40, 50, 60]
+    points.loc[1, "errors"] = 2
+    (level,) = per_level(points).to_dict("records")
+    assert level["warning"] == (
+        "2 jobs returned a wrong checksum; only 50 jobs ended in the window, too few for a p99 "
+        "(100 needed): lengthen --duration to about 1 s"
+    )
