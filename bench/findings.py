@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.summary import per_level
+from bench.usl import fit_models
 
 # Within this share of the best throughput, two models count as tied.
 _TIE = 0.03
@@ -36,6 +37,7 @@ def findings(points: pd.DataFrame, cores: int) -> list[str]:
         *_degradation(ok),
         *_sync_latency(ok),
         _largest_gap(ok, cores),
+        *_scalability(points),
         *_not_measured(points),
     ]
 
@@ -141,6 +143,30 @@ def _largest_gap(ok: pd.DataFrame, cores: int) -> str:
         f"{worst['efficiency']:.2f} of it ({worst['throughput']:.1f} of "
         f"{worst['bound']:.1f} jobs/s); {cause}."
     )
+
+
+def _scalability(levels: pd.DataFrame) -> list[str]:
+    """The most contended model and any measured peak, from the USL fits that hold."""
+    # sync serialises everything by design (sigma = 1): it has its own sentence.
+    fits = {m: f for m, f in fit_models(levels).items() if not f.warning and m != "sync"}
+    if not fits:
+        return []
+    model, fit = max(fits.items(), key=lambda item: item[1].sigma)
+    sentences = [
+        f"USL fit: {model} shows the most contention (sigma {fit.sigma:.2f}: about "
+        f"{fit.sigma:.0%} of each job's work runs one at a time), which caps it near "
+        f"{fit.peak_throughput:.0f} jobs/s however many jobs are in flight."
+    ]
+    top = levels["concurrency"].max()
+    for name, peaked in fits.items():
+        # A peak counts only when the data rule out kappa = 0 (its interval excludes zero).
+        if peaked.peak_n <= top and peaked.kappa_ci[0] > 0:
+            sentences.append(
+                f"USL fit: {name}'s throughput peaks near N={peaked.peak_n:.0f} "
+                f"({peaked.peak_throughput:.0f} jobs/s) and falls beyond it "
+                f"(coherency kappa {peaked.kappa:.1e})."
+            )
+    return sentences
 
 
 def _not_measured(points: pd.DataFrame) -> list[str]:

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from bench.results import Results
 from bench.summary import per_level
+from bench.usl import fit_models
 
 _PALETTE = {
     "sync": "#7f7f7f",
@@ -182,6 +183,37 @@ def resources(data: Results | pd.DataFrame) -> Figure:
         _concurrency_axis(ax, _levels(points))
     _note_missing(axes[1], points)
     axes[1].legend(fontsize="small")
+    return fig
+
+
+def scalability(data: Results | pd.DataFrame) -> Figure:
+    """Measured throughput (medians) with each model's Universal Scalability Law fit."""
+    points = _points(data)
+    fits = fit_models(points)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    levels = _levels(points)
+    grid = np.geomspace(1, max(levels), 200)
+    for model, fit in fits.items():
+        rows = points[(points["model"] == model) & (points["status"] == "ok")]
+        colour = model_colour(model)
+        ax.plot(rows["concurrency"], rows["throughput"], "o", color=colour, markersize=4)
+        if math.isnan(fit.sigma):
+            ax.plot([], [], "o", color=colour, label=f"{model}: no fit")
+            continue
+        peak = "none" if math.isinf(fit.peak_n) else f"{fit.peak_n:.0f}"
+        ax.plot(
+            grid,
+            fit.predict(grid),
+            "--",
+            color=colour,
+            linewidth=1,
+            label=rf"{model}: $\sigma$={fit.sigma:.3f} $\kappa$={fit.kappa:.1e} N*={peak}",
+        )
+    _concurrency_axis(ax, levels)
+    ax.set_yscale("log")
+    ax.set_ylabel("throughput (jobs/s)")
+    ax.set_title("Universal Scalability Law fits (dashed) over the measured medians")
+    ax.legend(fontsize="x-small")
     return fig
 
 

@@ -19,6 +19,7 @@ from bench.findings import findings
 from bench.results import Results, load_results, write_atomically
 from bench.scenarios import describe_step
 from bench.summary import per_level
+from bench.usl import fit_models
 
 _TABLE_COLUMNS = (
     ("model", "model"),
@@ -107,6 +108,12 @@ def render(results: Results) -> str:
         "of the mean, across repeats.</p>",
         _table(_levels(results), _LEVEL_COLUMNS),
         "</section>",
+        "<section id='usl'><h2>Scalability fits (Universal Scalability Law)</h2>",
+        "<p>X(N) = &lambda;N / (1 + &sigma;(N&minus;1) + &kappa;N(N&minus;1)): &sigma; is the "
+        "share of each job that serialises (a lock, the GIL, one event loop), &kappa; the cost "
+        "of keeping N jobs in step, which makes throughput fall past N*. Intervals are 95%.</p>",
+        _usl_table(results),
+        "</section>",
         "<section id='points'><h2>All points</h2>",
         _table(results.points.to_dict("records"), _TABLE_COLUMNS),
         "</section>",
@@ -148,6 +155,7 @@ def _figures(results: Results) -> list[str]:
         ("latency", plots.latency(results)),
         ("efficiency", plots.efficiency(results)),
         ("resources", plots.resources(results)),
+        ("scalability", plots.scalability(results)),
         ("spectrum", plots.spectrum(results)),
     ]
     return [f"<figure id='fig-{name}'>{_svg(fig)}</figure>" for name, fig in drawn]
@@ -168,6 +176,28 @@ def _levels(results: Results) -> list[dict[Hashable, Any]]:
             low, high = r[f"{column}_ci_low"], r[f"{column}_ci_high"]
             r[f"{column}_ci"] = "" if math.isnan(low) else f"{_format(low)} - {_format(high)}"
     return records
+
+
+def _usl_table(results: Results) -> str:
+    rows = [
+        "<table><tr><th>model</th><th>&sigma;</th><th>&kappa;</th><th>&lambda; jobs/s</th>"
+        "<th>N*</th><th>peak jobs/s</th><th>warning</th></tr>"
+    ]
+    for model, fit in fit_models(per_level(results.points)).items():
+        cells = [
+            f"{fit.sigma:.3g} [{fit.sigma_ci[0]:.3g}, {fit.sigma_ci[1]:.3g}]",
+            f"{fit.kappa:.3g} [{fit.kappa_ci[0]:.3g}, {fit.kappa_ci[1]:.3g}]",
+            f"{fit.lambda_:.3g} [{fit.lambda_ci[0]:.3g}, {fit.lambda_ci[1]:.3g}]",
+            _format(fit.peak_n),
+            _format(fit.peak_throughput),
+        ]
+        rows.append(
+            f"<tr><td class=text>{_e(model)}</td>"
+            + "".join(f"<td>{_e(c)}</td>" for c in cells)
+            + f"<td class=text>{_e(fit.warning)}</td></tr>"
+        )
+    rows.append("</table>")
+    return "".join(rows)
 
 
 def _table(records: list[dict[Hashable, Any]], columns: tuple[tuple[str, str], ...]) -> str:

@@ -51,9 +51,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Results:
 
 def test_report_has_every_section_and_figure(run: Results) -> None:
     page = (run.run_dir / "report.html").read_text()
-    for section in ("findings", "scenario", "figures", "points", "environment"):
+    for section in ("findings", "scenario", "figures", "levels", "usl", "points", "environment"):
         assert f"<section id='{section}'>" in page
-    for figure in ("throughput", "latency", "efficiency", "resources", "spectrum"):
+    for figure in ("throughput", "latency", "efficiency", "resources", "scalability", "spectrum"):
         assert re.search(f"<figure id='fig-{figure}'><svg", page), figure
     findings = page.split("<section id='findings'>")[1].split("</section>")[0]
     assert findings.count("<li>") >= 3
@@ -94,7 +94,13 @@ def test_figures_draw_every_model_and_mark_skipped_points(run: Results) -> None:
     assert [xs for xs in crosses if xs] == [[2]]
     assert "jobs/s" in ax.get_ylabel()
     plt.close(fig)
-    for draw in (plots.latency, plots.efficiency, plots.resources, plots.spectrum):
+    for draw in (
+        plots.latency,
+        plots.efficiency,
+        plots.resources,
+        plots.scalability,
+        plots.spectrum,
+    ):
         figure = draw(run)
         assert all(a.get_xlabel() for a in figure.axes if a.get_label() != "<colorbar>")
         plt.close(figure)
