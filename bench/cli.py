@@ -17,6 +17,7 @@ from bench.point import PointSpec
 from bench.report import build_report
 from bench.results import Point, load_results
 from bench.scenarios import describe_scenario, resolve_scenario
+from bench.service import run_service
 from bench.summary import per_level
 from models import MODELS
 from models.scenarios import SCENARIOS
@@ -94,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit with status 1 when B is significantly worse anywhere (for CI)",
     )
     compare.set_defaults(handler=_compare)
+
+    serve = commands.add_parser("serve", help="run the latency service, for other machines")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    serve.set_defaults(handler=_serve)
 
     listing = commands.add_parser("list", help="the models and scenarios")
     listing.set_defaults(handler=_list)
@@ -209,6 +215,14 @@ def _list(args: argparse.Namespace) -> int:
             f"  {name:<10} {critical_ms:6.1f} ms  CPU {scenario.cpu_ms():4.1f} ms  "
             f"{1000 / critical_ms:6.1f} jobs/s  {scenario.description}"
         )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    def ready(host: str, port: int) -> None:
+        print(f"latency service listening on {host}:{port} (Ctrl-C to stop)", flush=True)
+
+    run_service(args.host, args.port, ready)
     return 0
 
 
