@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.environment import describe_environment, load_average, usable_cores
 from bench.errors import UnknownNameError, UsageError
+from bench.micro import run_micro
 from bench.point import PointSpec
 from bench.report import build_report
 from bench.results import (
@@ -35,6 +37,7 @@ DEFAULT_WARMUP_S, QUICK_WARMUP_S = 1.0, 0.3
 DEFAULT_DURATION_S, QUICK_DURATION_S = 2.0, 1.0
 DEFAULT_REPEAT, QUICK_REPEAT = 3, 1
 DEFAULT_MAX_PROCESSES = 64
+MICRO_SCALE = 0.2
 # Threads beyond ~1000 mostly measure the kernel's scheduler and 8 MiB stacks per thread;
 # raise --max-threads to go further.
 DEFAULT_MAX_THREADS = 1024
@@ -105,6 +108,7 @@ def run(
     progress.on_run_dir(run_dir)
     calibration = calibrate()
     cores = usable_cores()
+    micro = _quick_micro()
     meta = {
         "schema_version": SCHEMA_VERSION,
         "created": now.isoformat(timespec="seconds"),
@@ -112,6 +116,7 @@ def run(
         **describe_environment(),
         "scenario": scenario_to_dict(config.scenario),
         "calibration": dataclasses.asdict(calibration),
+        "micro": micro,
         "config": {
             "load": "closed",
             "transport": config.transport,
@@ -147,6 +152,14 @@ def run(
     write_summary(results)
     build_report(run_dir)
     return results
+
+
+def _quick_micro() -> list[dict[str, object]] | None:
+    """The runtimes' own costs at a small scale (about 3 s), for the findings; None if it fails."""
+    try:
+        return [dataclasses.asdict(r) for r in run_micro(MICRO_SCALE)]
+    except (subprocess.SubprocessError, OSError, ValueError):
+        return None  # the sweep's numbers do not depend on it; the report says it is missing
 
 
 def load(path: str | Path = "latest", out: str | Path = "results") -> Results:

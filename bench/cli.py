@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from bench import api
 from bench.compare import compare_runs
 from bench.errors import BenchError, UsageError
+from bench.micro import run_micro
 from bench.point import PointSpec
 from bench.report import build_report
 from bench.results import Point, load_results
@@ -95,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit with status 1 when B is significantly worse anywhere (for CI)",
     )
     compare.set_defaults(handler=_compare)
+
+    micro = commands.add_parser("micro", help="the runtimes' own costs: spawn, switch, handoff")
+    micro.add_argument(
+        "--scale", type=float, default=1.0, help="multiplies the operation counts (default 1)"
+    )
+    micro.set_defaults(handler=_micro)
 
     serve = commands.add_parser("serve", help="run the latency service, for other machines")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -215,6 +222,16 @@ def _list(args: argparse.Namespace) -> int:
             f"  {name:<10} {critical_ms:6.1f} ms  CPU {scenario.cpu_ms():4.1f} ms  "
             f"{1000 / critical_ms:6.1f} jobs/s  {scenario.description}"
         )
+    return 0
+
+
+def _micro(args: argparse.Namespace) -> int:
+    if not (args.scale > 0 and math.isfinite(args.scale)):
+        raise UsageError(f"--scale {args.scale!r} is not valid; give a number above 0, e.g. 0.2")
+    results = run_micro(args.scale)
+    width = max(len(r.name) for r in results)
+    for r in results:
+        print(f"{r.name:<{width}}  {r.runtime:<10} {r.value:>10.2f} {r.unit:<4} {r.note}")
     return 0
 
 

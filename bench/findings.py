@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from bench.summary import per_level
@@ -18,8 +20,11 @@ _ONE_CORE = 0.9
 _SINGLE_THREADED = {"sync", "asyncio", "uvloop", "trio"}
 
 
-def findings(points: pd.DataFrame, cores: int) -> list[str]:
-    """Sentences on the best model per load range, saturation, degradation, sync and the bound.
+def findings(
+    points: pd.DataFrame, cores: int, micro: list[dict[str, Any]] | None = None
+) -> list[str]:
+    """Sentences on the best model per load range, saturation, degradation, sync, the bound,
+    scalability, and (given the run's micro-benchmarks) what each runtime's own costs are.
 
     `points` holds every repeat; each level is judged by its median over the ok repeats.
     """
@@ -38,6 +43,7 @@ def findings(points: pd.DataFrame, cores: int) -> list[str]:
         *_sync_latency(ok),
         _largest_gap(ok, cores),
         *_scalability(points),
+        *_runtime_costs(micro or []),
         *_not_measured(points),
     ]
 
@@ -167,6 +173,31 @@ def _scalability(levels: pd.DataFrame) -> list[str]:
                 f"(coherency kappa {peaked.kappa:.1e})."
             )
     return sentences
+
+
+def _runtime_costs(micro: list[dict[str, Any]]) -> list[str]:
+    """The per-job overheads behind the macro results, relative to asyncio's."""
+    costs = {(m["name"], m["runtime"]): float(m["value"]) for m in micro}
+    if ("spawn", "asyncio") not in costs or ("switch", "asyncio") not in costs:
+        return []
+    parts = [
+        f"{runtime} {costs[('spawn', runtime)]:.1f} us to spawn a task and "
+        f"{costs[('switch', runtime)]:.1f} us per switch"
+        for runtime in ("asyncio", "uvloop", "trio")
+        if ("spawn", runtime) in costs and ("switch", runtime) in costs
+    ]
+    sentence = "Runtime costs measured on this machine: " + "; ".join(parts)
+    if ("spawn", "threads") in costs and ("switch", "threads") in costs:
+        sentence += (
+            f"; a thread {costs[('spawn', 'threads')]:.0f} us to start and "
+            f"{costs[('switch', 'threads')]:.0f} us per switch"
+        )
+    if ("spawn", "processes") in costs:
+        sentence += f"; a process {costs[('spawn', 'processes')] / 1000:.1f} ms to start"
+    return [
+        sentence + ". Every job pays a few spawns and switches, so at high N the runtime "
+        "with the costlier ones saturates its core first."
+    ]
 
 
 def _not_measured(points: pd.DataFrame) -> list[str]:

@@ -95,7 +95,10 @@ def render(results: Results) -> str:
         f"<h1>{_e(title)}</h1>",
         f"<p class='sub'>{_e(subtitle)}</p>",
         "<section id='findings'><h2>Findings</h2><ul class='findings'>",
-        *(f"<li>{_e(sentence)}</li>" for sentence in findings(results.points, cores)),
+        *(
+            f"<li>{_e(sentence)}</li>"
+            for sentence in findings(results.points, cores, meta.get("micro"))
+        ),
         "</ul></section>",
         "<section id='scenario'><h2>Scenario</h2>",
         _scenario_html(results),
@@ -113,6 +116,9 @@ def render(results: Results) -> str:
         "share of each job that serialises (a lock, the GIL, one event loop), &kappa; the cost "
         "of keeping N jobs in step, which makes throughput fall past N*. Intervals are 95%.</p>",
         _usl_table(results),
+        "</section>",
+        "<section id='micro'><h2>Runtime costs (micro-benchmarks)</h2>",
+        _micro_table(meta.get("micro")),
         "</section>",
         "<section id='points'><h2>All points</h2>",
         _table(results.points.to_dict("records"), _TABLE_COLUMNS),
@@ -176,6 +182,20 @@ def _levels(results: Results) -> list[dict[Hashable, Any]]:
             low, high = r[f"{column}_ci_low"], r[f"{column}_ci_high"]
             r[f"{column}_ci"] = "" if math.isnan(low) else f"{_format(low)} - {_format(high)}"
     return records
+
+
+def _micro_table(micro: list[dict[str, Any]] | None) -> str:
+    if not micro:
+        return "<p>Not measured in this run.</p>"
+    rows = ["<table><tr><th>cost</th><th>runtime</th><th>value</th><th>how</th></tr>"]
+    rows.extend(
+        f"<tr><td class=text>{_e(m['name'])}</td><td class=text>{_e(m['runtime'])}</td>"
+        f"<td>{_e(_format(m['value']))} {_e(m['unit'])}</td>"
+        f"<td class=text>{_e(m['note'])}</td></tr>"
+        for m in micro
+    )
+    rows.append("</table>")
+    return "".join(rows)
 
 
 def _usl_table(results: Results) -> str:

@@ -34,6 +34,7 @@ ROOT = Path(__file__).parent.parent
         (["run", "--duration", "abc"], r"argument --duration: invalid float value: 'abc'"),
         (["run", "--bogus"], r"unrecognized arguments: --bogus"),
         (["fly"], r"invalid choice: 'fly'"),
+        (["micro", "--scale", "0"], r"--scale 0.0 is not valid; give a number above 0"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(

@@ -51,7 +51,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Results:
 
 def test_report_has_every_section_and_figure(run: Results) -> None:
     page = (run.run_dir / "report.html").read_text()
-    for section in ("findings", "scenario", "figures", "levels", "usl", "points", "environment"):
+    sections = (
+        "findings",
+        "scenario",
+        "figures",
+        "levels",
+        "usl",
+        "micro",
+        "points",
+        "environment",
+    )
+    for section in sections:
         assert f"<section id='{section}'>" in page
     for figure in ("throughput", "latency", "efficiency", "resources", "scalability", "spectrum"):
         assert re.search(f"<figure id='fig-{figure}'><svg", page), figure
@@ -59,6 +69,7 @@ def test_report_has_every_section_and_figure(run: Results) -> None:
     assert findings.count("<li>") >= 3
     assert "Best throughput at N=1" in findings
     assert "Not measured: threads N=2 (skipped)" in findings
+    assert "Runtime costs measured on this machine: asyncio " in findings
 
 
 def test_report_fetches_nothing(run: Results) -> None:
