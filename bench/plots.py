@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are files and notebook images; never open a window
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -39,6 +35,15 @@ SPECTRUM_PERCENTILES = (0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99)
 def model_colour(model: str) -> str:
     """The colour of `model`, the same in every figure."""
     return _PALETTE.get(model) or _EXTRA[sum(map(ord, model)) % len(_EXTRA)]
+
+
+def _subplots(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], sharey: bool = False
+) -> tuple[Figure, Any]:
+    """A figure of its own, outside pyplot: no global state to close, no backend to pick, and a
+    notebook shows the returned figure once."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, sharey=sharey)
 
 
 def _points(data: Results | pd.DataFrame) -> pd.DataFrame:
@@ -99,7 +104,7 @@ def _note_missing(ax: Axes, points: pd.DataFrame) -> None:
 def throughput(data: Results | pd.DataFrame) -> Figure:
     """Throughput vs concurrency, with the bound every model is measured against."""
     points = _points(data)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    fig, ax = _subplots(figsize=(7.5, 4.5))
     bound = points.groupby("concurrency")["bound"].first().sort_index()
     ax.plot(
         bound.index, bound.to_numpy(dtype=float), "--", color="black", label="bound", linewidth=1
@@ -117,7 +122,7 @@ def throughput(data: Results | pd.DataFrame) -> Figure:
 def latency(data: Results | pd.DataFrame) -> Figure:
     """p50 and p99 latency vs concurrency, log scale."""
     points = _points(data)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True, layout="constrained")
+    fig, axes = _subplots(1, 2, figsize=(10, 4.2), sharey=True)
     for ax, column, name in zip(
         axes, ("latency_p50_ms", "latency_p99_ms"), ("p50", "p99"), strict=True
     ):
@@ -144,9 +149,7 @@ def efficiency(data: Results | pd.DataFrame) -> Figure:
             labels[i][j] = f"{grid[i, j]:.2f}"
         else:
             labels[i][j] = str(row.status)
-    fig, ax = plt.subplots(
-        figsize=(1.1 * len(levels) + 2.5, 0.5 * len(models) + 1.5), layout="constrained"
-    )
+    fig, ax = _subplots(figsize=(1.1 * len(levels) + 2.5, 0.5 * len(models) + 1.5))
     image = ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     for i in range(len(models)):
         for j in range(len(levels)):
@@ -171,7 +174,7 @@ def efficiency(data: Results | pd.DataFrame) -> Figure:
 def resources(data: Results | pd.DataFrame) -> Figure:
     """CPU utilisation and peak RSS vs concurrency."""
     points = _points(data)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    fig, axes = _subplots(1, 2, figsize=(10, 4.2))
     _plot_series(axes[0], points, "cpu_util")
     axes[0].set_ylabel("CPU (cores busy: CPU s / wall s)")
     axes[0].set_title("CPU use of the process tree")
@@ -190,7 +193,7 @@ def scalability(data: Results | pd.DataFrame) -> Figure:
     """Measured throughput (medians) with each model's Universal Scalability Law fit."""
     points = _points(data)
     fits = fit_models(points)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    fig, ax = _subplots(figsize=(7.5, 4.5))
     levels = _levels(points)
     grid = np.geomspace(1, max(levels), 200)
     for model, fit in fits.items():
@@ -228,7 +231,7 @@ def default_spectrum_level(points: pd.DataFrame) -> int:
 def spectrum(results: Results, concurrency: int | None = None) -> Figure:
     """Latency by percentile at one concurrency (histograms merged over repeats), x as 1/(1-p)."""
     level = default_spectrum_level(results.points) if concurrency is None else concurrency
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    fig, ax = _subplots(figsize=(7.5, 4.5))
     x = [1.0 / (1.0 - p / 100.0) for p in SPECTRUM_PERCENTILES]
     for model in _models(results.points):
         histogram = results.histogram(model, level)
