@@ -19,6 +19,7 @@ from bench.results import (
     Point,
     PointsWriter,
     Results,
+    check_out_dir,
     latest_run,
     load_results,
     new_run_dir,
@@ -104,11 +105,13 @@ def run(
     )
     progress = progress or Progress()
     now = dt.datetime.now().astimezone()
-    run_dir = new_run_dir(Path(out), config.scenario.name, now)
-    progress.on_run_dir(run_dir)
+    check_out_dir(Path(out))
     calibration = calibrate()
     cores = usable_cores()
     micro = _quick_micro()
+    # Only now, so that Ctrl-C during the set-up above leaves no run without its meta.json.
+    run_dir = new_run_dir(Path(out), config.scenario.name, now)
+    progress.on_run_dir(run_dir)
     meta = {
         "schema_version": SCHEMA_VERSION,
         "created": now.isoformat(timespec="seconds"),

@@ -72,27 +72,31 @@ class Point:
     histogram: Histogram
 
 
-def new_run_dir(out: Path, scenario: str, now: dt.datetime) -> Path:
-    """Create `out/<run-id>/`, where the run id is the start time and the scenario."""
-    run_id = f"{now:%Y%m%d-%H%M%S}-{scenario}"
-    run_dir = out / run_id
+def check_out_dir(out: Path) -> None:
+    """Make sure run folders can be written under `out` (creating it), before any work starts."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for suffix in range(1, 1000):  # two runs started in the same second
-            try:
-                run_dir.mkdir()
-                break
-            except FileExistsError:
-                run_dir = out / f"{run_id}-{suffix}"
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=out):
+            pass
     except OSError as exc:
         raise OutputError(
             f"cannot write results to {str(out)!r} ({exc.strerror or exc}); "
             "pass --out with a directory you can write"
         ) from None
-    return run_dir
+
+
+def new_run_dir(out: Path, scenario: str, now: dt.datetime) -> Path:
+    """Create `out/<run-id>/`, where the run id is the start time and the scenario."""
+    check_out_dir(out)
+    run_id = f"{now:%Y%m%d-%H%M%S}-{scenario}"
+    run_dir = out / run_id
+    for suffix in range(1, 1000):  # two runs started in the same second
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            run_dir = out / f"{run_id}-{suffix}"
+    raise OutputError(f"cannot find a free run folder name under {str(out)!r}; clean it up")
 
 
 def write_meta(run_dir: Path, meta: dict[str, Any]) -> None:

@@ -81,7 +81,7 @@ def fit_usl(levels: Sequence[float], throughputs: Sequence[float]) -> UslFit:
     a, b, c = np.linalg.lstsq(design, n / x, rcond=None)[0]
     start = [
         1 / a if a > 0 else float(x[n == n.min()][0]),
-        max(b / a, 0.0) if a > 0 else 0.0,
+        min(max(b / a, 0.0), 1 - 1e-9) if a > 0 else 0.0,  # inside the bounds
         max(c / a, 0.0) if a > 0 else 0.0,
     ]
     try:

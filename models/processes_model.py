@@ -36,7 +36,8 @@ def start_users(window: Window, context: ForkServerContext) -> list[Record]:
     ready = context.Barrier(window.concurrency + 1)
     results: SimpleQueue[list[Record] | Exception] = context.SimpleQueue()
     users = [
-        context.Process(target=serve, args=(window, counter, started, ready, results))
+        # Daemons: if one worker fails, the others must not keep the point alive.
+        context.Process(target=serve, args=(window, counter, started, ready, results), daemon=True)
         for _ in range(window.concurrency)
     ]
     for user in users:
@@ -48,6 +49,8 @@ def start_users(window: Window, context: ForkServerContext) -> list[Record]:
     for _ in users:
         outcome = results.get()
         if isinstance(outcome, Exception):
+            for user in users:
+                user.terminate()
             raise outcome
         records.extend(outcome)
     for user in users:

@@ -62,3 +62,8 @@ def test_bound_is_the_smaller_of_waiting_and_cpu_limits() -> None:
     assert bound_per_s(ecommerce, 1, 2) == pytest.approx(1 / 0.061)
     assert bound_per_s(ecommerce, 1000, 2) == pytest.approx(2 / 0.004)
     assert bound_per_s(SCENARIOS["io-bound"], 1000, 2) == pytest.approx(1000 / 0.05)
+
+
+def test_percentile_rank_has_no_float_error() -> None:
+    values = [float(v) for v in range(1, 1001)]
+    assert histogram_of(values).percentile(99.9) == pytest.approx(999.0, rel=1e-3)

@@ -66,3 +66,9 @@ def test_no_level_past_the_peak_is_flagged() -> None:
 def test_failed_and_missing_points_are_left_out() -> None:
     fit = fit_usl([1, 2, 4, 8, 16], [100.0, math.nan, 0.0, 700.0, 1200.0])
     assert "only 3 levels" in fit.warning
+
+
+def test_flat_throughput_still_fits() -> None:
+    fit = fit_usl([1, 8, 64, 512], [24.1, 24.0, 23.9, 23.8])
+    assert "the fit failed" not in fit.warning
+    assert fit.sigma == pytest.approx(1.0, abs=0.01)
