@@ -69,6 +69,15 @@ class Window:
         """When the measured window closes and users stop taking jobs."""
         return self.measure_s + self.duration_s
 
+    def user_start_s(self, user: int) -> float:
+        """When user `user` (0 to N-1) submits its first job.
+
+        Users join one by one across the warm-up, as a load test ramps up: N jobs started at
+        the same instant would otherwise end in bunches, and a short window would catch a
+        bunch or a gap instead of the steady state.
+        """
+        return self.started_s + self.warmup_s * user / self.concurrency
+
     def job(self, index: int) -> Job | None:
         """Job `index`, or None once the window has closed."""
         if self.max_jobs is not None and index >= self.max_jobs:

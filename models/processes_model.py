@@ -37,8 +37,10 @@ def start_users(window: Window, context: ForkServerContext) -> list[Record]:
     results: SimpleQueue[list[Record] | Exception] = context.SimpleQueue()
     users = [
         # Daemons: if one worker fails, the others must not keep the point alive.
-        context.Process(target=serve, args=(window, counter, started, ready, results), daemon=True)
-        for _ in range(window.concurrency)
+        context.Process(
+            target=serve, args=(window, user, counter, started, ready, results), daemon=True
+        )
+        for user in range(window.concurrency)
     ]
     for user in users:
         user.start()
@@ -60,18 +62,21 @@ def start_users(window: Window, context: ForkServerContext) -> list[Record]:
 
 def serve(
     window: Window,
+    user: int,
     counter: Synchronized[int],
     started: Synchronized[float],
     ready: Barrier,
     results: SimpleQueue[list[Record] | Exception],
 ) -> None:
-    """In a worker process: run jobs back to back until the window closes, then report."""
+    """In a worker process: join at this user's turn, run jobs back to back until the window
+    closes, then report."""
     records: list[Record] = []
     extra_steps = max(len(stage.steps) for stage in window.scenario.stages) - 1
     with ThreadPoolExecutor(max_workers=max(1, extra_steps)) as pool:
         ready.wait(_START_TIMEOUT_S)
         ready.wait(_START_TIMEOUT_S)
         window = window.start(at_s=started.value)
+        time.sleep(max(0.0, window.user_start_s(user) - time.perf_counter()))
 
         def take() -> int:
             with counter.get_lock():

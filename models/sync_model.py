@@ -26,9 +26,11 @@ def start_users(window: Window) -> list[Record]:
 
 def serve(window: Window, take: Callable[[], int], records: list[Record]) -> None:
     """Run jobs first come, first served; each user submits again when its job ends."""
-    # Every user submits at the start; then a user's next job is submitted when its last one ends.
-    submitted = collections.deque([window.started_s] * window.concurrency)
+    # Users join one by one across the warm-up; then a user's next job is submitted when its
+    # last one ends, and waits for the jobs submitted before it.
+    submitted = collections.deque(window.user_start_s(u) for u in range(window.concurrency))
     while (job := window.job(take())) is not None:
+        time.sleep(max(0.0, submitted[0] - time.perf_counter()))  # idle until the next user joins
         started_s = time.perf_counter()
         checksum = run_job(job)
         ended_s = time.perf_counter()

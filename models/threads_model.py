@@ -32,8 +32,8 @@ def start_users(window: Window, pool: ThreadPoolExecutor) -> list[Record]:
 
     window = window.start()  # starting a thread takes microseconds: done inside the warm-up
     users = [
-        threading.Thread(target=serve, args=(window, take, records, pool))
-        for _ in range(window.concurrency)
+        threading.Thread(target=serve, args=(window, user, take, records, pool))
+        for user in range(window.concurrency)
     ]
     for user in users:
         user.start()
@@ -43,9 +43,14 @@ def start_users(window: Window, pool: ThreadPoolExecutor) -> list[Record]:
 
 
 def serve(
-    window: Window, take: Callable[[], int], records: list[Record], pool: ThreadPoolExecutor
+    window: Window,
+    user: int,
+    take: Callable[[], int],
+    records: list[Record],
+    pool: ThreadPoolExecutor,
 ) -> None:
-    """Run jobs back to back until the window closes."""
+    """Join at this user's turn, then run jobs back to back until the window closes."""
+    time.sleep(max(0.0, window.user_start_s(user) - time.perf_counter()))
     while (job := window.job(take())) is not None:
         started_s = time.perf_counter()
         checksum = run_job(job, pool)

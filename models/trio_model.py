@@ -23,13 +23,14 @@ async def start_users(window: Window) -> list[Record]:
     take = itertools.count().__next__  # one thread: no lock needed
     window = window.start()
     async with trio.open_nursery() as users:
-        for _ in range(window.concurrency):
-            users.start_soon(serve, window, take, records)
+        for user in range(window.concurrency):
+            users.start_soon(serve, window, user, take, records)
     return records
 
 
-async def serve(window: Window, take: Callable[[], int], records: list[Record]) -> None:
-    """Run jobs back to back until the window closes."""
+async def serve(window: Window, user: int, take: Callable[[], int], records: list[Record]) -> None:
+    """Join at this user's turn, then run jobs back to back until the window closes."""
+    await trio.sleep_until(trio.current_time() + window.user_start_s(user) - time.perf_counter())
     while (job := window.job(take())) is not None:
         started_s = time.perf_counter()
         checksum = await run_job(job)
