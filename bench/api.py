@@ -40,7 +40,8 @@ DEFAULT_WARMUP_S, QUICK_WARMUP_S = 1.0, 0.3
 DEFAULT_DURATION_S, QUICK_DURATION_S = 2.0, 1.0
 DEFAULT_REPEAT, QUICK_REPEAT = 3, 1
 DEFAULT_MAX_PROCESSES = 64
-MICRO_SCALE = 0.2
+# The micro-benchmarks' scale: about 3 s for a full run, 1.5 s for --quick.
+MICRO_SCALE, QUICK_MICRO_SCALE = 0.2, 0.1
 # Threads beyond ~1000 mostly measure the kernel's scheduler and 8 MiB stacks per thread;
 # raise --max-threads to go further.
 DEFAULT_MAX_THREADS = 1024
@@ -110,7 +111,7 @@ def run(
     check_out_dir(Path(out))
     calibration = calibrate()
     cores = usable_cores()
-    micro = _quick_micro()
+    micro = _quick_micro(QUICK_MICRO_SCALE if quick else MICRO_SCALE)
     # Only now, so that Ctrl-C during the set-up above leaves no run without its meta.json.
     run_dir = new_run_dir(Path(out), config.scenario.name, now)
     progress.on_run_dir(run_dir)
@@ -159,10 +160,10 @@ def run(
     return results
 
 
-def _quick_micro() -> list[dict[str, object]] | None:
-    """The runtimes' own costs at a small scale (about 3 s), for the findings; None if it fails."""
+def _quick_micro(scale: float) -> list[dict[str, object]] | None:
+    """The runtimes' own costs at a small scale, for the findings; None if it fails."""
     try:
-        return [dataclasses.asdict(r) for r in run_micro(MICRO_SCALE)]
+        return [dataclasses.asdict(r) for r in run_micro(scale)]
     except (subprocess.SubprocessError, OSError, ValueError):
         return None  # the sweep's numbers do not depend on it; the report says it is missing
 
