@@ -302,7 +302,6 @@ class _Display:
     def __init__(self, plain: bool, quiet: bool) -> None:
         self.plain = plain
         self.quiet = quiet
-        self.points: list[Point] = []
         self.done = 0
         self.total = 0
         self.run_dir = Path()
@@ -312,7 +311,6 @@ class _Display:
     def progress(self) -> api.Progress:
         return api.Progress(
             on_run_dir=self._run_dir,
-            on_plan=self._plan,
             on_start=self._start,
             on_point=self._point,
         )
@@ -320,7 +318,7 @@ class _Display:
     def _run_dir(self, run_dir: Path) -> None:
         self.run_dir = run_dir
 
-    def _plan(self, total: int) -> None:
+    def _open_bar(self, total: int) -> None:
         self.total = total
         if not self.plain and not self.quiet:
             from rich.progress import (
@@ -342,11 +340,12 @@ class _Display:
             self._bar.start()
 
     def _start(self, i: int, total: int, spec: PointSpec) -> None:
+        if i == 0:
+            self._open_bar(total)
         if self._bar is not None:
             self._bar.update(self._task, description=f"{spec.model:<10} N={spec.concurrency:<5}")
 
     def _point(self, point: Point) -> None:
-        self.points.append(point)
         self.done += 1
         if self.quiet:
             return

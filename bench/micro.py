@@ -86,18 +86,12 @@ def measure_micro(scale: float = 1.0) -> list[MicroResult]:
 
 def _spawn_costs(count: Callable[[int], int], context: ForkServerContext) -> list[MicroResult]:
     """What it costs to start one unit of concurrency that does nothing, and see it end."""
-    results = []
-    for runtime, factory in event_loops().items():
-        with asyncio.Runner(loop_factory=factory) as runner:
-            results.append(
-                _per_op(
-                    "spawn",
-                    runtime,
-                    f"asyncio.create_task + await, in batches of {SPAWN_BATCH}",
-                    _on_loop(runner, spawn_asyncio_tasks),
-                    count(20_000),
-                )
-            )
+    results = _on_each_loop(
+        "spawn",
+        f"asyncio.create_task + await, in batches of {SPAWN_BATCH}",
+        spawn_asyncio_tasks,
+        count(20_000),
+    )
     return [
         *results,
         _per_op(
@@ -126,19 +120,13 @@ def _spawn_costs(count: Callable[[int], int], context: ForkServerContext) -> lis
 
 def _switch_costs(count: Callable[[int], int]) -> list[MicroResult]:
     """What it costs for one task (or thread) to give way and another to resume."""
-    results = []
-    for runtime, factory in event_loops().items():
-        with asyncio.Runner(loop_factory=factory) as runner:
-            results.append(
-                _per_op(
-                    "switch",
-                    runtime,
-                    "two tasks alternating on await asyncio.sleep(0)",
-                    _on_loop(runner, switch_asyncio_tasks),
-                    count(20_000),
-                    ops_per_count=2,
-                )
-            )
+    results = _on_each_loop(
+        "switch",
+        "two tasks alternating on await asyncio.sleep(0)",
+        switch_asyncio_tasks,
+        count(20_000),
+        ops_per_count=2,
+    )
     results.append(
         _per_op(
             "switch",
@@ -359,6 +347,23 @@ def pipe_worker(context: ForkServerContext) -> Iterator[Callable[[int], int]]:
 
 
 # How each figure is timed.
+
+
+def _on_each_loop(
+    name: str,
+    note: str,
+    operation: Callable[[int], Coroutine[Any, Any, None]],
+    count: int,
+    ops_per_count: int = 1,
+) -> list[MicroResult]:
+    """`_per_op` of one coroutine operation on asyncio's loop and on each alternative loop."""
+    results = []
+    for runtime, factory in event_loops().items():
+        with asyncio.Runner(loop_factory=factory) as runner:
+            results.append(
+                _per_op(name, runtime, note, _on_loop(runner, operation), count, ops_per_count)
+            )
+    return results
 
 
 def _per_op(

@@ -72,8 +72,12 @@ pre { padding: .7em; overflow-x: auto; font-size: 12px; }
 
 def build_report(run_dir: Path) -> Path:
     """Write `run_dir/report.html` from the run's files and return its path."""
-    results = load_results(run_dir)
-    path = run_dir / "report.html"
+    return write_report(load_results(run_dir))
+
+
+def write_report(results: Results) -> Path:
+    """Write the report of a run already read back and return its path."""
+    path = results.run_dir / "report.html"
     write_atomically(path, render(results))
     return path
 

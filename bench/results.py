@@ -190,9 +190,9 @@ class Results:
 
     def report(self) -> Path:
         """Write (or rewrite) the run's report.html and return its path."""
-        from bench.report import build_report  # the report draws from results: import late
+        from bench.report import write_report  # the report draws from results: import late
 
-        return build_report(self.run_dir)
+        return write_report(self)
 
 
 def write_summary(results: Results) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,14 +81,6 @@ class Histogram:
             min_ms=math.inf if data["min_ms"] is None else float(data["min_ms"]),
             max_ms=float(data["max_ms"]),
         )
-
-
-def histogram_of(values_ms: Iterable[float]) -> Histogram:
-    """A histogram holding `values_ms`."""
-    histogram = Histogram()
-    for value in values_ms:
-        histogram.record(value)
-    return histogram
 
 
 def bound_per_s(scenario: Scenario, concurrency: int, cores: int) -> float:

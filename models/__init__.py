@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -20,6 +21,7 @@ class Model:
     description: str
     cap: Literal["threads", "processes"] | None = None  # which --max-* flag limits N
     requires: str | None = None  # a package that must be importable
+    loop: str | None = None  # a module whose new_event_loop runs the model instead of asyncio's
 
     def available(self) -> bool:
         """Whether this platform can run the model."""
@@ -28,10 +30,10 @@ class Model:
     def runner(self) -> Callable[[Window], list[Record]]:
         """The model's `run` function, bound to its runtime."""
         run: Callable[..., list[Record]] = importlib.import_module(self.module).run
-        if self.name == "uvloop":
-            import uvloop
-
-            return lambda window: run(window, loop_factory=uvloop.new_event_loop)
+        if self.loop is not None:
+            return functools.partial(
+                run, loop_factory=importlib.import_module(self.loop).new_event_loop
+            )
         return run
 
 
@@ -49,6 +51,7 @@ MODELS: dict[str, Model] = {
             "models.asyncio_model",
             "the asyncio model on uvloop's event loop",
             requires="uvloop",
+            loop="uvloop",
         ),
         Model("trio", "models.trio_model", "trio tasks in nurseries"),
     )

@@ -32,7 +32,7 @@ async def start_users(window: Window) -> list[Record]:
 
 async def serve(window: Window, user: int, take: Callable[[], int], records: list[Record]) -> None:
     """Join at this user's turn, then run jobs back to back until the window closes."""
-    await asyncio.sleep(window.user_start_s(user) - time.perf_counter())
+    await asyncio.sleep(max(0.0, window.user_start_s(user) - time.perf_counter()))
     while (job := window.job(take())) is not None:
         started_s = time.perf_counter()
         checksum = await run_job(job)

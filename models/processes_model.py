@@ -71,8 +71,7 @@ def serve(
     """In a worker process: join at this user's turn, run jobs back to back until the window
     closes, then report."""
     records: list[Record] = []
-    extra_steps = max(len(stage.steps) for stage in window.scenario.stages) - 1
-    with ThreadPoolExecutor(max_workers=max(1, extra_steps)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, window.scenario.max_width() - 1)) as pool:
         ready.wait(_START_TIMEOUT_S)
         ready.wait(_START_TIMEOUT_S)
         window = window.start(at_s=started.value)

@@ -15,7 +15,7 @@ from models.workload import Action, Compute, Job, Wait, combine, compute, io_res
 def run(window: Window) -> list[Record]:
     """Start the step pool, run the window's jobs, stop the pool."""
     # Enough pool threads that no stage ever waits for one: N users x the extra steps of a stage.
-    extra_steps = max(len(stage.steps) for stage in window.scenario.stages) - 1
+    extra_steps = window.scenario.max_width() - 1
     with ThreadPoolExecutor(max_workers=max(1, window.concurrency * extra_steps)) as pool:
         return start_users(window, pool)
 
@@ -30,7 +30,7 @@ def start_users(window: Window, pool: ThreadPoolExecutor) -> list[Record]:
         with lock:  # itertools.count is not guaranteed thread-safe without the GIL
             return next(indices)
 
-    window = window.start()  # starting a thread takes microseconds: done inside the warm-up
+    window = window.start()  # a thread starts in about 0.1 ms (bench micro): inside the warm-up
     users = [
         threading.Thread(target=serve, args=(window, user, take, records, pool))
         for user in range(window.concurrency)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.stats import Histogram
 from models.workload import Calibration, CpuStep, Dist, IoStep, Scenario, Stage
 
 # Fixed, small: a "millisecond" of CPU is a few hundred kernel steps, whatever the machine.
@@ -24,6 +25,14 @@ TINY = Scenario(
         ),
     ),
 )
+
+
+def histogram_of(values_ms: list[float]) -> Histogram:
+    """A histogram holding `values_ms`."""
+    histogram = Histogram()
+    for value in values_ms:
+        histogram.record(value)
+    return histogram
 
 
 @pytest.fixture

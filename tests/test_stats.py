@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.stats import Histogram, bound_per_s, histogram_of
+from bench.stats import Histogram, bound_per_s
 from models.scenarios import SCENARIOS
+from tests.conftest import histogram_of
 
 latencies = st.lists(
     st.floats(min_value=1e-3, max_value=1e6, allow_nan=False), min_size=1, max_size=300

@@ -11,10 +11,9 @@ import pytest
 
 from bench import api, sweep
 from bench.results import Point
-from bench.stats import histogram_of
 from bench.sweep import SweepConfig, plan_points, run_sweep
 from models.workload import Calibration, Dist, IoStep, Scenario, Stage
-from tests.conftest import TINY, TINY_CALIBRATION
+from tests.conftest import TINY, TINY_CALIBRATION, histogram_of
 
 HANGS = Scenario(
     "hangs",
