@@ -27,6 +27,7 @@ from bench.results import (
     write_summary,
 )
 from bench.scenarios import resolve_scenario, scenario_to_dict
+from bench.service import LocalService, Service, check_reachable
 from bench.sweep import SweepConfig, run_sweep
 from models import MODELS
 from models.workload import calibrate
@@ -45,6 +46,7 @@ MICRO_SCALE = 0.2
 # Threads beyond ~1000 mostly measure the kernel's scheduler and 8 MiB stacks per thread;
 # raise --max-threads to go further.
 DEFAULT_MAX_THREADS = 1024
+TRANSPORTS = ("tcp", "sleep")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +70,8 @@ def run(
     out: str | Path = "results",
     max_processes: int = DEFAULT_MAX_PROCESSES,
     max_threads: int = DEFAULT_MAX_THREADS,
+    transport: str = "tcp",
+    service: str | None = None,
     quick: bool = False,
     timeout_s: float | None = None,
     command: Sequence[str] = (),
@@ -76,8 +80,11 @@ def run(
     """Run a closed-loop sweep and return its results; every point is on disk as it finishes.
 
     `quick` shortens the defaults (N=1,16, 0.3 s warm-up, 1 s window, one repeat).
+    With `transport="tcp"` jobs make real round trips to a latency service: `service`
+    ("HOST:PORT") if given, else one the run starts for itself.
     Raises `BenchError` for bad arguments, before anything runs.
     """
+    address = check_transport(transport, service)
     config = SweepConfig(
         scenario=resolve_scenario(scenario),
         models=check_models(models if models is not None else _default_models()),
@@ -103,11 +110,15 @@ def run(
         ),
         max_processes=_check_positive("--max-processes", max_processes),
         max_threads=_check_positive("--max-threads", max_threads),
+        transport=transport,
+        local_service=address is None,
         timeout_s=timeout_s,
     )
     progress = progress or Progress()
     now = dt.datetime.now().astimezone()
     check_out_dir(Path(out))
+    if address is not None:
+        check_reachable(address)
     calibration = calibrate()
     cores = usable_cores()
     micro = _quick_micro()
@@ -125,6 +136,7 @@ def run(
         "config": {
             "load": "closed",
             "transport": config.transport,
+            "service": service if service else ("local" if transport == "tcp" else None),
             "models": list(config.models),
             "concurrency": list(config.concurrency),
             "warmup_s": config.warmup_s,
@@ -146,7 +158,12 @@ def run(
         writer.append(point)
         progress.on_point(point)
 
-    run_sweep(config, calibration, cores, progress.on_start, keep)
+    server = None if transport == "sleep" else Service(address) if address else LocalService()
+    try:
+        run_sweep(config, calibration, cores, progress.on_start, keep, server)
+    finally:
+        if server is not None:
+            server.close()
     finished = {
         "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "load_average_end": load_average(),
@@ -192,6 +209,22 @@ def check_concurrency(levels: Sequence[int]) -> tuple[int, ...]:
         if level < 1:
             raise UsageError(f"concurrency {level} is not positive; give levels of 1 or more")
     return tuple(dict.fromkeys(levels))
+
+
+def check_transport(transport: str, service: str | None) -> tuple[str, int] | None:
+    """The address of `--service` (None: the run starts its own), checked against the transport."""
+    if transport not in TRANSPORTS:
+        raise UnknownNameError(
+            f"unknown transport {transport!r}; choose from: {', '.join(TRANSPORTS)}"
+        )
+    if service is None:
+        return None
+    if transport != "tcp":
+        raise UsageError("--service needs --transport tcp: the sleep transport makes no calls")
+    host, _, port = service.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--service {service!r} is not HOST:PORT (e.g. 10.0.0.5:8765)")
+    return host.strip("[]"), int(port)
 
 
 def _check_seconds(flag: str, value: float, *, allow_zero: bool) -> float:

@@ -7,6 +7,7 @@ dependencies (no pandas, no matplotlib), so it can run under another interpreter
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import math
@@ -25,8 +26,18 @@ import psutil
 from bench.scenarios import scenario_from_dict
 from bench.stats import Histogram
 from models import MODELS
-from models.load import Finished, Window, finished
-from models.workload import Calibration, Verifier, draw_job
+from models.load import STOCK_START, Finished, Tally, Window, finished
+from models.workload import (
+    FAILED,
+    LOST,
+    OK,
+    TIMED_OUT,
+    Calibration,
+    Job,
+    Verifier,
+    background,
+    draw_job,
+)
 
 # Peak RSS is sampled, not tracked: often enough to catch a peak that lasts, rarely enough that
 # the monitor's own reads stay a small part of the tree's CPU.
@@ -42,12 +53,15 @@ class TreeUsage:
     cpu_s: float = 0.0
     ctx_switches: int = 0
     rss_peak_mb: float = 0.0
+    service_cpu_s: float = math.nan  # the latency service's CPU, when the run started it
 
 
 class TreeMonitor(threading.Thread):
     """Waits for the window to start, then reads the process tree exactly at its edges."""
 
-    def __init__(self, announce_fd: int, warmup_s: float, duration_s: float) -> None:
+    def __init__(
+        self, announce_fd: int, warmup_s: float, duration_s: float, service_pid: int | None
+    ) -> None:
         super().__init__(daemon=True)
         self.announce_fd = announce_fd
         self.warmup_s = warmup_s
@@ -57,6 +71,8 @@ class TreeMonitor(threading.Thread):
         self.process = psutil.Process()
         self.tree: list[psutil.Process] = [self.process]
         self.rss_sample_s = 0.0  # how long the last RSS sample took
+        # The run's latency service: outside the tree, its CPU is read at the same edges.
+        self.service = None if service_pid is None else psutil.Process(service_pid)
 
     def run(self) -> None:
         """Sample RSS until the model ends; read CPU and switches as the window opens and closes."""
@@ -66,9 +82,11 @@ class TreeMonitor(threading.Thread):
         self.usage.started_s = struct.unpack("d", announced)[0]
         measure_s = self.usage.started_s + self.warmup_s
         self._sample_rss_until(measure_s)
-        at_open = self._usage()
+        at_open, service_at_open = self._usage(), self._service_cpu_s()
         self._sample_rss_until(measure_s + self.duration_s)
-        at_close = self._usage()
+        at_close, service_at_close = self._usage(), self._service_cpu_s()
+        if service_at_open is not None and service_at_close is not None:
+            self.usage.service_cpu_s = service_at_close - service_at_open
         # Totals, not per-process deltas: a worker reaped during the window moves its CPU into
         # its parent's count of reaped children, and a process that appeared counts from zero.
         self.usage.cpu_s = sum(cpu for cpu, _ in at_close.values()) - sum(
@@ -78,6 +96,9 @@ class TreeMonitor(threading.Thread):
             ctx - at_open[pid][1] for pid, (_, ctx) in at_close.items() if pid in at_open
         )
         self._sample_rss_until(math.inf)
+
+    def _service_cpu_s(self) -> float | None:
+        return None if self.service is None else _cpu_s(self.service)
 
     def _sample_rss_until(self, until_s: float) -> None:
         """Sample the tree's RSS every period until `until_s` (or the model's end).
@@ -157,6 +178,7 @@ def _ctx_switches(proc: psutil.Process) -> int:
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the point described by `spec` and summarise it."""
     announce_read, announce_write = os.pipe()
+    service = spec.get("service")
     window = Window(
         scenario=scenario_from_dict(spec["scenario"]),
         calibration=Calibration(**spec["calibration"]),
@@ -166,38 +188,73 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         duration_s=spec["duration_s"],
         max_jobs=spec.get("max_jobs"),
         announce_fd=announce_write,
+        service=None if service is None else (service[0], service[1]),
     )
     run = MODELS[spec["model"]].runner()
-    monitor = TreeMonitor(announce_read, window.warmup_s, window.duration_s)
+    monitor = TreeMonitor(
+        announce_read, window.warmup_s, window.duration_s, spec.get("service_pid")
+    )
     monitor.start()
-    records = finished(run(window))
+    tally = run(window)
     returned_s = time.perf_counter()
     monitor.finished.set()
     os.close(announce_write)  # unblocks the monitor if the window never started
     monitor.join()
-    return summarize(window, records, monitor.usage, returned_s)
+    return summarize(window, tally, monitor.usage, returned_s)
 
 
-def summarize(
-    window: Window, records: list[Finished], usage: TreeUsage, returned_s: float
-) -> dict[str, Any]:
-    """Count, verify and time the jobs that ended inside the measured window."""
+def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float) -> dict[str, Any]:
+    """Count, verify and time the jobs that ended inside the measured window; check that no job
+    was lost, no stock update was lost and every background step ended."""
     measure_s = usage.started_s + window.warmup_s
     stop_s = min(measure_s + window.duration_s, returned_s)
+    records = finished(tally.records)
     verifier = Verifier()
+    jobs = {
+        r.job_index: draw_job(window.scenario, window.calibration, window.seed, r.job_index)
+        for r in records
+    }
     bad = {
         r.job_index
         for r in records
-        if r.checksum
-        != verifier.expected(
-            draw_job(window.scenario, window.calibration, window.seed, r.job_index)
-        )
+        if r.outcome == LOST or not verifier.accepts(jobs[r.job_index], r.outcome, r.checksum)
     }
     in_window = [r for r in records if measure_s <= r.ended_s < stop_s]
     latencies = Histogram()
     for r in in_window:
         if r.job_index not in bad:
             latencies.record((r.ended_s - r.submitted_s) * 1000.0)
+    counted = {r.job_index for r in in_window}
+    problems = (
+        _lost_jobs(window, records) + _lost_updates(tally) + _unfinished(tally, jobs, verifier)
+    )
+    background = finished(tally.background)
+    return {
+        "submitted": len(records),
+        "completed": sum(r.outcome == OK for r in records) - len(bad),
+        "jobs": len(in_window),
+        "ok": sum(r.outcome == OK and r.job_index not in bad for r in in_window),
+        "failed": sum(r.outcome == FAILED and r.job_index not in bad for r in in_window),
+        "timeouts": sum(r.outcome == TIMED_OUT and r.job_index not in bad for r in in_window),
+        "errors": sum(r.job_index in bad for r in in_window),
+        "error_examples": tally.errors,
+        "retries": sum(job in counted for job in tally.retried),
+        "elapsed_s": max(stop_s - measure_s, 0.0),
+        "drain_s": max((r.ended_s for r in records), default=stop_s) - stop_s,
+        "background_drain_s": (
+            max(0.0, max(r.ended_s for r in background) - stop_s) if background else math.nan
+        ),
+        "cpu_s": usage.cpu_s,
+        "service_cpu_s": usage.service_cpu_s,
+        "ctx_switches": usage.ctx_switches,
+        "rss_peak_mb": usage.rss_peak_mb,
+        "problems": problems,
+        "histogram": latencies.to_dict(),
+    }
+
+
+def _lost_jobs(window: Window, records: list[Finished]) -> list[str]:
+    """Jobs that ran twice, or were taken and never ended."""
     indices = {r.job_index for r in records}
     # Users take indices from one counter; each may take one more after the window closes.
     lost = (max(indices) + 1 - len(indices)) if indices else 0
@@ -206,24 +263,52 @@ def summarize(
         problems.append(f"{len(records) - len(indices)} jobs ran twice")
     if lost > window.concurrency:
         problems.append(f"{lost - window.concurrency} jobs were taken but never finished")
-    return {
-        "submitted": len(records),
-        "completed": len(records) - len(bad),
-        "failed": len(bad),
-        "jobs": len(in_window),
-        "errors": sum(1 for r in in_window if r.job_index in bad),
-        "elapsed_s": max(stop_s - measure_s, 0.0),
-        "drain_s": max((r.ended_s for r in records), default=stop_s) - stop_s,
-        "cpu_s": usage.cpu_s,
-        "ctx_switches": usage.ctx_switches,
-        "rss_peak_mb": usage.rss_peak_mb,
-        "problems": problems,
-        "histogram": latencies.to_dict(),
-    }
+    return problems
+
+
+def _lost_updates(tally: Tally) -> list[str]:
+    """Products whose stock is not its start minus what was sold: an update was lost."""
+    sold = collections.Counter(tally.sold)
+    wrong = [
+        f"product {p}: stock {level}, expected {STOCK_START - sold[p]}"
+        for p, level in enumerate(tally.stock)
+        if level != STOCK_START - sold[p]
+    ]
+    if not wrong:
+        return []
+    return [f"stock updates were lost on {len(wrong)} products ({'; '.join(wrong[:3])})"]
+
+
+def _unfinished(tally: Tally, jobs: dict[int, Job], verifier: Verifier) -> list[str]:
+    """Background steps that never ended, or ended with a wrong result."""
+    problems = []
+    if len(tally.background) != len(tally.handed_off):
+        problems.append(
+            f"{len(tally.handed_off) - len(tally.background)} of {len(tally.handed_off)} "
+            "background steps never finished"
+        )
+    wrong = [
+        r
+        for r in finished(tally.background)
+        if r.outcome != LOST
+        and r.job_index in jobs
+        and not any(
+            verifier.accepts_step(action, r.outcome, r.checksum)
+            for stage in jobs[r.job_index].stages
+            for action in background(stage)
+        )
+    ]
+    if wrong:
+        problems.append(f"{len(wrong)} background steps ended with a wrong result")
+    return problems
 
 
 def main() -> None:
     """Read a point spec from stdin, measure it, write the summary to stdout."""
+    # Every connection is a file descriptor: allow as many as the system lets this user have.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     spec = json.load(sys.stdin)
     summary = measure(spec)
     sys.stdout.write(json.dumps(summary) + "\n")

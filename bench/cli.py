@@ -49,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated jobs in flight "
         f"(default {_join(api.DEFAULT_CONCURRENCY)}; --quick: {_join(api.QUICK_CONCURRENCY)})",
     )
+    run.add_argument(
+        "--transport",
+        default="tcp",
+        help="how jobs wait: tcp (round trips to the latency service, default) or sleep "
+        "(each runtime's timer: pure scheduling cost)",
+    )
+    run.add_argument(
+        "--service",
+        metavar="HOST:PORT",
+        help="with tcp: a latency service already running (`bench serve`), on this machine or "
+        "another, instead of one the run starts",
+    )
     run.add_argument("--duration", type=float, help="measured window per point, seconds")
     run.add_argument("--warmup", type=float, help="uncounted warm-up per point, seconds")
     run.add_argument("--seed", type=int, default=0, help="seed of the job draws (default 0)")
@@ -143,6 +155,8 @@ def _run(args: argparse.Namespace) -> int:
             out=args.out,
             max_processes=args.max_processes,
             max_threads=args.max_threads,
+            transport=args.transport,
+            service=args.service,
             quick=args.quick,
             command=["python", "-m", "bench", *sys.argv[1:]],
             progress=display.progress(),

@@ -92,3 +92,12 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment, with the suite importable from any working directory."""
+    root = str(Path(__file__).resolve().parent.parent)
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+    )

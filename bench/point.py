@@ -5,19 +5,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psutil
 
+from bench.environment import child_environment
 from bench.scenarios import scenario_to_dict
 from models.workload import Calibration, Scenario
-
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclass(frozen=True)
@@ -33,6 +30,12 @@ class PointSpec:
     warmup_s: float
     duration_s: float
     max_jobs: int | None = None
+    service: tuple[str, int] | None = None  # the latency service; None: the sleep transport
+    service_pid: int | None = None  # its process, when the run started it
+
+    def with_service(self, address: tuple[str, int], pid: int | None) -> PointSpec:
+        """This point, doing its I/O with the service at `address`."""
+        return dataclasses.replace(self, service=address, service_pid=pid)
 
     def to_json(self) -> str:
         """The spec as the point process reads it."""
@@ -45,6 +48,8 @@ class PointSpec:
             "warmup_s": self.warmup_s,
             "duration_s": self.duration_s,
             "max_jobs": self.max_jobs,
+            "service": self.service,
+            "service_pid": self.service_pid,
         }
         return json.dumps(data)
 
@@ -55,10 +60,7 @@ class PointFailed(Exception):
 
 def measure_point(spec: PointSpec, timeout_s: float) -> dict[str, Any]:
     """Run `spec` in a fresh process and return its summary (see `bench.child.summarize`)."""
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p),
-    )
+    env = child_environment()
     # A session of its own: Ctrl-C reaches the sweep, which then stops the whole tree itself.
     with subprocess.Popen(
         [sys.executable, "-m", "bench.child"],

@@ -2,6 +2,8 @@
 
 Schema history (`schema_version` in meta.json):
   1 — first version: closed-loop points, `sleep` transport.
+  2 — the `tcp` transport and `service_cpu_util`; job outcomes `failed`, `timeouts`, `retries`;
+      `background_drain_s`; throughput and bound count successful jobs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from models.workload import Scenario
 if TYPE_CHECKING:
     import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LATENCY_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99, 100.0)
 
 POINT_COLUMNS = (
@@ -42,6 +44,9 @@ POINT_COLUMNS = (
     "submitted",
     "jobs",
     "errors",
+    "failed",
+    "timeouts",
+    "retries",
     "elapsed_s",
     "throughput",
     "latency_p50_ms",
@@ -55,13 +60,25 @@ POINT_COLUMNS = (
     "rss_peak_mb",
     "ctx_switches",
     "drain_s",
+    "background_drain_s",
+    "service_cpu_util",
     "littles_n",
     "bound",
     "efficiency",
 )
 TEXT_COLUMNS = ("model", "load", "status", "reason", "warning", "scenario", "transport")
 # Counts are empty on skipped and failed rows, hence pandas' nullable integers; the rest is float.
-COUNT_COLUMNS = ("concurrency", "repeat", "submitted", "jobs", "errors", "ctx_switches")
+COUNT_COLUMNS = (
+    "concurrency",
+    "repeat",
+    "submitted",
+    "jobs",
+    "errors",
+    "failed",
+    "timeouts",
+    "retries",
+    "ctx_switches",
+)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn, get_args
 
 from bench.errors import BenchError
-from models.workload import CpuKind, CpuStep, Dist, DistKind, IoStep, Scenario, Stage
+from models.workload import CpuKind, CpuStep, Dist, DistKind, IoStep, Lock, Scenario, Stage
 
 # Which parameters each distribution takes.
 _DIST_PARAMS: dict[str, tuple[str, ...]] = {
@@ -21,6 +21,11 @@ _DIST_PARAMS: dict[str, tuple[str, ...]] = {
     "uniform": ("low_ms", "high_ms"),
     "lognormal": ("p50_ms", "p99_ms"),
 }
+
+
+# Optional keys of I/O steps, and of every step.
+_IO_OPTIONS = ("fail_rate", "retries", "backoff_ms", "timeout_ms")
+_SHARED_OPTIONS = ("lock", "background")
 
 
 class ScenarioFileError(BenchError, ValueError):
@@ -68,8 +73,10 @@ class _Reader:
             self.fail(field, "must be a non-empty string")
         return value
 
-    def number(self, data: dict[str, Any], key: str, field: str) -> float:
-        value = data[key]
+    def number(
+        self, data: dict[str, Any], key: str, field: str, default: float | None = None
+    ) -> float:
+        value = data.get(key, default)
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
@@ -96,25 +103,49 @@ class _Reader:
         steps = data["steps"]
         if not isinstance(steps, list) or not steps:
             self.fail(f"{field}.steps", "must be a non-empty array of tables ([[stages.steps]])")
-        return Stage(
+        stage = Stage(
             self.text(data, "name", f"{field}.name"),
             tuple(self.step(step, f"{field}.steps[{i}]") for i, step in enumerate(steps)),
         )
+        if all(step.background for step in stage.steps):
+            self.fail(
+                f"{field}.steps",
+                "every step is in the background; a stage needs a step its job waits for "
+                "(put background steps beside one)",
+            )
+        return stage
 
     def step(self, data: Any, field: str) -> IoStep | CpuStep:
         if not isinstance(data, dict):
             self.fail(field, "must be a table")
         kind = data.get("type")
         if kind == "io":
-            self.table(data, field, ("name", "type", "wait"), ("request_bytes", "response_bytes"))
+            self.table(
+                data,
+                field,
+                ("name", "type", "wait"),
+                ("request_bytes", "response_bytes", *_IO_OPTIONS, *_SHARED_OPTIONS),
+            )
+            timeout = data.get("timeout_ms")
+            if timeout is not None and self.number(data, "timeout_ms", f"{field}.timeout_ms") == 0:
+                self.fail(f"{field}.timeout_ms", "must be more than 0 (leave it out for none)")
+            fail_rate = self.number(data, "fail_rate", f"{field}.fail_rate", 0.0)
+            if fail_rate >= 1:
+                self.fail(f"{field}.fail_rate", f"{fail_rate:g} is not a probability below 1")
             return IoStep(
                 self.text(data, "name", f"{field}.name"),
                 self.dist(data["wait"], f"{field}.wait"),
-                self.size(data, "request_bytes", field),
-                self.size(data, "response_bytes", field),
+                self.count(data, "request_bytes", field),
+                self.count(data, "response_bytes", field),
+                fail_rate=fail_rate,
+                retries=self.count(data, "retries", field),
+                backoff_ms=self.number(data, "backoff_ms", f"{field}.backoff_ms", 0.0),
+                timeout_ms=None if timeout is None else float(timeout),
+                lock=self.lock(data, field),
+                background=self.flag(data, "background", field),
             )
         if kind == "cpu":
-            self.table(data, field, ("name", "type", "cpu"), ("kind",))
+            self.table(data, field, ("name", "type", "cpu"), ("kind", *_SHARED_OPTIONS))
             cpu_kind = data.get("kind", "python")
             if cpu_kind not in get_args(CpuKind):
                 self.fail(f"{field}.kind", f"{cpu_kind!r} is not one of: python, native")
@@ -122,13 +153,31 @@ class _Reader:
                 self.text(data, "name", f"{field}.name"),
                 self.dist(data["cpu"], f"{field}.cpu"),
                 cpu_kind,
+                lock=self.lock(data, field),
+                background=self.flag(data, "background", field),
             )
         self.fail(f"{field}.type", f"{kind!r} is not a step type; use 'io' or 'cpu'")
 
-    def size(self, data: dict[str, Any], key: str, field: str) -> int:
-        value = data.get(key, 0)
+    def lock(self, data: dict[str, Any], field: str) -> Lock | None:
+        if "lock" not in data:
+            return None
+        lock = data["lock"]
+        self.table(lock, f"{field}.lock", (), ("products", "skew"))
+        products = self.count(lock, "products", f"{field}.lock", Lock.products)
+        if products < 1:
+            self.fail(f"{field}.lock.products", "must be 1 or more")
+        return Lock(products, self.number(lock, "skew", f"{field}.lock.skew", Lock.skew))
+
+    def flag(self, data: dict[str, Any], key: str, field: str) -> bool:
+        value = data.get(key, False)
+        if not isinstance(value, bool):
+            self.fail(f"{field}.{key}", f"must be true or false, not {value!r}")
+        return value
+
+    def count(self, data: dict[str, Any], key: str, field: str, default: int = 0) -> int:
+        value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            self.fail(f"{field}.{key}", f"{value!r} is not a whole number of bytes, 0 or more")
+            self.fail(f"{field}.{key}", f"{value!r} is not a whole number, 0 or more")
         return value
 
     def dist(self, data: Any, field: str) -> Dist:

@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.errors import UnknownNameError
 from models.scenarios import SCENARIOS
-from models.workload import CpuStep, Dist, IoStep, Scenario, Stage
+from models.workload import CpuStep, Dist, IoStep, Lock, Scenario, Stage
 
 
 def resolve_scenario(name: str) -> Scenario:
@@ -81,8 +81,8 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
 
 
 def _step_from_dict(data: dict[str, Any]) -> IoStep | CpuStep:
+    fields = {key: value for key, value in data.items() if key != "type"}
+    fields["lock"] = Lock(**data["lock"]) if data.get("lock") else None
     if data["type"] == "io":
-        return IoStep(
-            data["name"], Dist(**data["wait"]), data["request_bytes"], data["response_bytes"]
-        )
-    return CpuStep(data["name"], Dist(**data["cpu"]), data["kind"])
+        return IoStep(**fields | {"wait": Dist(**data["wait"])})
+    return CpuStep(**fields | {"cpu": Dist(**data["cpu"])})

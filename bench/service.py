@@ -3,14 +3,17 @@
 It stands for the payment gateway, the stock database and the mail relay of the workload.
 Models reach it over a socket, never by import.
 
-Wire protocol (all integers big-endian), any number of requests per connection, one at a time:
+Wire protocol (integers big-endian; defined in `models/wire.py`, which the models use), any
+number of requests per connection, one at a time:
 
-    request  = delay_us:u32  response_bytes:u32  request_bytes:u32  payload[request_bytes]
-    response = response_bytes:u32  payload[response_bytes]
+    request  = delay_us:u32  response_bytes:u32  request_bytes:u32  fail:u8  payload[request_bytes]
+    response = failed:u8  response_bytes:u32  payload[response_bytes]
 
 The server reads the whole request (so request sizes cost what they cost on the wire), waits
 `delay_us` microseconds on its event loop without blocking other connections, then sends a
-response of `response_bytes` bytes. A connection closed by the client ends quietly.
+response of `response_bytes` bytes whose `failed` byte echoes `fail`: a step drawn to fail gets
+its error from across the socket, as from a real gateway. A connection closed by the client
+ends quietly.
 """
 
 from __future__ import annotations
@@ -19,27 +22,26 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import re
 import resource
 import signal
-import struct
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 
+from bench.environment import child_environment
 from bench.errors import BenchError
+from models.wire import REQUEST, RESPONSE, ZEROS
 
-REQUEST = struct.Struct("!III")
-RESPONSE = struct.Struct("!I")
 # Large enough for 10,000 clients connecting at once.
 _BACKLOG = 16_384
-_ZEROS = bytes(1 << 20)
+# How long `--service HOST:PORT` may take to answer a first round trip.
+_REACH_TIMEOUT_S = 5.0
 
 
 class ServiceError(BenchError, OSError):
     """Raised when the service cannot listen where it was asked to."""
-
-
-def encode_request(delay_us: int, response_bytes: int, payload: bytes) -> bytes:
-    """One request on the wire."""
-    return REQUEST.pack(delay_us, response_bytes, len(payload)) + payload
 
 
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -50,15 +52,15 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 header = await reader.readexactly(REQUEST.size)
             except asyncio.IncompleteReadError:
                 return
-            delay_us, response_bytes, request_bytes = REQUEST.unpack(header)
+            delay_us, response_bytes, request_bytes, fail = REQUEST.unpack(header)
             await reader.readexactly(request_bytes)
             if delay_us:
                 await asyncio.sleep(delay_us / 1e6)
-            writer.write(RESPONSE.pack(response_bytes))
+            writer.write(RESPONSE.pack(fail, response_bytes))
             remaining = response_bytes
             while remaining:
-                chunk = min(remaining, len(_ZEROS))
-                writer.write(_ZEROS[:chunk])
+                chunk = min(remaining, len(ZEROS))
+                writer.write(ZEROS[:chunk])
                 remaining -= chunk
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
@@ -105,3 +107,92 @@ def run_service(host: str, port: int, on_ready: Callable[[str, int], None]) -> N
             f"cannot listen on {host}:{port} "
             f"({os.strerror(exc.errno) if exc.errno else exc}); pick another --port or --host"
         ) from None
+
+
+def check_reachable(address: tuple[str, int]) -> None:
+    """Make one round trip to a running service, or raise ServiceError saying how to fix it."""
+    host, port = address
+    try:
+        with socket.create_connection(address, timeout=_REACH_TIMEOUT_S) as sock:
+            sock.sendall(REQUEST.pack(0, 1, 0, 0))
+            answer = sock.recv(RESPONSE.size + 1)
+    except OSError as exc:
+        raise ServiceError(
+            f"cannot reach the latency service at {host}:{port} ({exc.strerror or exc}); "
+            "start one there with `python -m bench serve --host 0.0.0.0`, or leave out --service"
+        ) from None
+    if len(answer) < RESPONSE.size:
+        raise ServiceError(
+            f"{host}:{port} does not answer as the latency service does; "
+            "is `python -m bench serve` listening there?"
+        )
+
+
+class Service:
+    """A latency service somewhere else, already running: the run only checks it answers."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address = address
+        self.pid: int | None = None  # not ours: its CPU cannot be read
+
+    def ensure(self) -> None:
+        """Make sure the service is up before a point."""
+        check_reachable(self.address)
+
+    def died(self) -> str:
+        """Why the service stopped during the last point ("" if it did not, or cannot tell)."""
+        return ""
+
+    def close(self) -> None:
+        """Nothing to stop: the service is not the run's."""
+
+
+class LocalService(Service):
+    """The run's own latency service: a process beside the points, outside the measured tree,
+    started again if a point finds it dead."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0))
+        self.process: subprocess.Popen[str] | None = None
+
+    def ensure(self) -> None:
+        """Start the service, or start it again if it has died."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                return
+            self.process.communicate()  # the dead one's pipes
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench", "serve", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_environment(),
+            start_new_session=True,  # Ctrl-C goes to the run, which stops the service itself
+        )
+        assert self.process.stdout is not None
+        found = re.search(r"listening on (\S+):(\d+)", self.process.stdout.readline())
+        if found is None:
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise ServiceError(f"the latency service did not start: {err.strip() or 'no output'}")
+        self.address, self.pid = (found[1], int(found[2])), self.process.pid
+
+    def died(self) -> str:
+        """Why the service stopped during the last point ("" if it is still running)."""
+        if self.process is None or self.process.poll() is None:
+            return ""
+        return (
+            f"the latency service (pid {self.process.pid}) died during the point "
+            f"(exit status {self.process.returncode}); it is restarted for the next point"
+        )
+
+    def close(self) -> None:
+        """Stop the service (SIGTERM, then kill if it lingers)."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()

@@ -84,10 +84,11 @@ class Histogram:
 
 
 def bound_per_s(scenario: Scenario, concurrency: int, cores: int) -> float:
-    """What any model could reach: min(N / L_crit, cores / D_cpu), in jobs per second."""
-    limits = [math.inf]
+    """What any model could reach, in successful jobs per second:
+    min(N / L_crit, cores / D_cpu, the hottest lock's limit) x the share of jobs that succeed."""
+    limits = [scenario.lock_limit_per_s()]
     if scenario.critical_path_ms() > 0:
         limits.append(concurrency / (scenario.critical_path_ms() / 1000.0))
     if scenario.cpu_ms() > 0:
         limits.append(cores / (scenario.cpu_ms() / 1000.0))
-    return min(limits)
+    return min(limits) * scenario.success_rate()

@@ -18,6 +18,8 @@ CV_WARNING = 0.10
 LITTLE_TOLERANCE = 0.10
 # Fewer jobs than this in the window leave the p99 resting on less than one job.
 JOBS_FOR_P99 = 100
+# A latency service busier than this (share of one core) may be the limit, not the model.
+SERVICE_BUSY = 0.8
 _SUMMARISED = ("throughput", "latency_p99_ms")
 # Every measured column; the point's identity and its bound are the same across repeats.
 _MEDIANS = tuple(
@@ -49,9 +51,16 @@ def point_warnings(row: dict[str, Any]) -> list[str]:
     """What makes a measured point (or a level's medians) less trustworthy, and what to do."""
     found = []
     if row["errors"]:
-        found.append(f"{row['errors']:.0f} jobs returned a wrong checksum")
+        found.append(
+            f"{row['errors']:.0f} jobs ended in an error (a lost connection or a wrong result)"
+        )
     if row["status"] != "ok":
         return found
+    if row.get("service_cpu_util", 0) > SERVICE_BUSY:
+        found.append(
+            f"the latency service used {row['service_cpu_util']:.0%} of a core: it, not the "
+            "model, may be the limit; run it on another machine (bench serve, then --service)"
+        )
     if row["jobs"] < JOBS_FOR_P99:
         found.append(
             f"only {row['jobs']:.0f} jobs ended in the window, too few for a p99 "
@@ -88,7 +97,7 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
         source = ok if len(ok) else group
         for column in _MEDIANS:
             row[column] = float(source[column].astype(float).median())
-        row["errors"] = float(ok["errors"].astype(float).sum())  # one wrong checksum is too many
+        row["errors"] = float(ok["errors"].astype(float).sum())  # one error is too many
         for column in _SUMMARISED:
             low, high = mean_ci(list(ok[column].astype(float)))
             row[f"{column}_ci_low"], row[f"{column}_ci_high"] = low, high

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from models.load import Record, Window
+from models.load import Tally, Window
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,9 @@ class Model:
         """Whether this platform can run the model."""
         return self.requires is None or importlib.util.find_spec(self.requires) is not None
 
-    def runner(self) -> Callable[[Window], list[Record]]:
+    def runner(self) -> Callable[[Window], Tally]:
         """The model's `run` function, bound to its runtime."""
-        run: Callable[..., list[Record]] = importlib.import_module(self.module).run
+        run: Callable[..., Tally] = importlib.import_module(self.module).run
         if self.loop is not None:
             return functools.partial(
                 run, loop_factory=importlib.import_module(self.loop).new_event_loop

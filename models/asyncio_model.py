@@ -3,66 +3,168 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from models.load import Record, Window
-from models.workload import Action, Compute, Job, Wait, combine, compute, io_result
+from models.load import STOCK_START, Record, Tally, Window
+from models.wire import RESPONSE, encode_request
+from models.workload import (
+    OK,
+    Action,
+    Attempt,
+    Compute,
+    Job,
+    StepFailed,
+    Wait,
+    background,
+    combine,
+    compute,
+    foreground,
+)
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@dataclass
+class Shared:
+    """What the tasks of a run share; one thread, so nothing here needs a lock of its own."""
+
+    window: Window
+    tally: Tally
+    locks: list[asyncio.Lock]  # one per product
+    idle: list[Connection] = field(default_factory=list)  # the connection pool
+    handed_off: set[asyncio.Task[None]] = field(default_factory=set)  # background steps
 
 
 def run(
     window: Window, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-) -> list[Record]:
+) -> Tally:
     """Start the event loop (uvloop's, given its factory), run the window's jobs, close it."""
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(start_users(window))
 
 
-async def start_users(window: Window) -> list[Record]:
-    """Start one task per user and wait for all of them."""
-    records: list[Record] = []
+async def start_users(window: Window) -> Tally:
+    """Open the connections, start one task per user, wait for them and for background work."""
+    products = window.scenario.products()
+    shared = Shared(
+        window, Tally(stock=[STOCK_START] * products), [asyncio.Lock() for _ in range(products)]
+    )
     take = itertools.count().__next__  # one thread: no lock needed
+    if window.service is not None:
+        for _ in range(window.connections()):
+            shared.idle.append(await asyncio.open_connection(*window.service))
     window = window.start()
-    async with asyncio.TaskGroup() as users:
-        for user in range(window.concurrency):
-            users.create_task(serve(window, user, take, records))
-    return records
+    try:
+        async with asyncio.TaskGroup() as users:
+            for user in range(window.concurrency):
+                users.create_task(serve(window, user, take, shared))
+        while shared.handed_off:  # the background work must end before the point does
+            await asyncio.wait(shared.handed_off)
+    finally:
+        for _, writer in shared.idle:
+            writer.close()
+    return shared.tally
 
 
-async def serve(window: Window, user: int, take: Callable[[], int], records: list[Record]) -> None:
+async def serve(window: Window, user: int, take: Callable[[], int], shared: Shared) -> None:
     """Join at this user's turn, then run jobs back to back until the window closes."""
     await asyncio.sleep(max(0.0, window.user_start_s(user) - time.perf_counter()))
     while (job := window.job(take())) is not None:
         started_s = time.perf_counter()
-        checksum = await run_job(job)
-        records.append((job.index, started_s, started_s, time.perf_counter(), checksum))
+        checksum, outcome = await run_job(job, shared)
+        record: Record = (job.index, started_s, started_s, time.perf_counter(), checksum, outcome)
+        shared.tally.records.append(record)
 
 
-async def run_job(job: Job) -> int:
-    """Run the stages in order."""
-    return combine([await run_stage(stage) for stage in job.stages])
+async def run_job(job: Job, shared: Shared) -> tuple[int, int]:
+    """Run the stages in order; a stage that fails ends the job. Returns (checksum, outcome)."""
+    results = []
+    try:
+        for stage in job.stages:
+            results.append(await run_stage(stage, shared))
+    except Exception as error:
+        return 0, shared.tally.outcome(error)
+    return combine(results), OK
 
 
-async def run_stage(stage: tuple[Action, ...]) -> int:
-    """Run the first step in this task and the others as tasks, at the same time."""
-    if len(stage) == 1:  # a task group costs a context manager; a lone step needs none
-        return combine([await run_step(stage[0])])
-    async with asyncio.TaskGroup() as group:
-        others = [group.create_task(run_step(action)) for action in stage[1:]]
-        first = await run_step(stage[0])
+async def run_stage(stage: tuple[Action, ...], shared: Shared) -> int:
+    """Hand off the background steps, run the first step in this task and the others as tasks."""
+    for action in background(stage):
+        shared.tally.handed_off.append(action.job)
+        task = asyncio.create_task(hand_off(action, shared))
+        shared.handed_off.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(shared.handed_off.discard)
+    steps = foreground(stage)
+    if len(steps) == 1:  # a task group costs a context manager; a lone step needs none
+        return combine([await run_step(steps[0], shared)])
+    async with asyncio.TaskGroup() as group:  # a failing step cancels the others
+        others = [group.create_task(run_step(action, shared)) for action in steps[1:]]
+        first = await run_step(steps[0], shared)
     return combine([first, *(task.result() for task in others)])
 
 
-async def run_step(action: Action) -> int:
-    """Run one step."""
-    return await do_io(action) if isinstance(action, Wait) else do_cpu(action)
+async def hand_off(action: Action, shared: Shared) -> None:
+    """Run a background step to its end and record how it ended."""
+    handed_s = time.perf_counter()
+    try:
+        checksum, outcome = await run_step(action, shared), OK
+    except Exception as error:
+        checksum, outcome = 0, shared.tally.outcome(error)
+    shared.tally.background.append(
+        (action.job, handed_s, handed_s, time.perf_counter(), checksum, outcome)
+    )
 
 
-async def do_io(wait: Wait) -> int:
-    """Wait on the loop's timer, letting other tasks run."""
-    await asyncio.sleep(wait.seconds)
-    return io_result(wait)
+async def run_step(action: Action, shared: Shared) -> int:
+    """Run one step; a step that updates stock reads, works and writes under its product's lock."""
+    if action.product is None:
+        return await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
+    async with shared.locks[action.product]:
+        level = shared.tally.stock[action.product]
+        result = await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
+        shared.tally.stock[action.product] = level - 1
+        shared.tally.sold.append(action.product)
+    return result
+
+
+async def run_attempts(wait: Wait, shared: Shared) -> int:
+    """Try until a try succeeds, pausing before each retry; the last try's error is the step's."""
+    for attempt, retry in itertools.pairwise(wait.attempts):
+        with contextlib.suppress(StepFailed, TimeoutError):
+            return await do_io(wait, attempt, shared)
+        shared.tally.retried.append(wait.job)
+        await asyncio.sleep(retry.backoff_s)
+    return await do_io(wait, wait.attempts[-1], shared)
+
+
+async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
+    """One try: a round trip on a pooled connection (or the loop's timer), cancelled at the
+    timeout. Returns the response's size."""
+    async with asyncio.timeout(wait.timeout_s):
+        if shared.window.service is None:
+            await asyncio.sleep(attempt.seconds)
+            failed, size = attempt.fails, wait.response_bytes
+        else:
+            reader, writer = connection = (
+                shared.idle.pop()
+                if shared.idle
+                else await asyncio.open_connection(*shared.window.service)
+            )
+            try:
+                writer.write(encode_request(wait, attempt))
+                failed, size = RESPONSE.unpack(await reader.readexactly(RESPONSE.size))
+                await reader.readexactly(size)
+            except BaseException:  # cancelled or broken mid-request: the answer may still come
+                writer.close()
+                raise
+            shared.idle.append(connection)
+    if failed:
+        raise StepFailed
+    return size
 
 
 def do_cpu(work: Compute) -> int:

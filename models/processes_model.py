@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import itertools
 import multiprocessing
+import threading
 import time
+from collections.abc import MutableSequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
 from multiprocessing.queues import SimpleQueue
 from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Barrier
+from multiprocessing.synchronize import Barrier, Lock
 from typing import Final
 
-from models.load import Record, Window
-from models.workload import Action, Compute, Job, Wait, combine, compute, io_result
+from models.load import STOCK_START, Record, Tally, Window
+from models.wire import SleepTransport, TcpTransport, open_transport
+from models.workload import (
+    OK,
+    Action,
+    Attempt,
+    Compute,
+    Job,
+    StepFailed,
+    Wait,
+    background,
+    combine,
+    compute,
+    foreground,
+)
 
 # forkserver: workers fork from a clean, pre-imported server, fast and without the
 # hazards of forking a process that has threads.
@@ -22,42 +41,65 @@ START_METHOD: Final = "forkserver"
 _START_TIMEOUT_S = 120.0
 
 
-def run(window: Window) -> list[Record]:
+@dataclass
+class Shared:
+    """What one worker's threads share; the stock and its locks are shared by every worker."""
+
+    window: Window
+    tally: Tally  # this worker's
+    locks: list[Lock]  # one per product, across processes
+    stock: MutableSequence[int]  # in shared memory
+    transport: SleepTransport | TcpTransport  # this worker's blocking I/O and connections
+    steps: ThreadPoolExecutor  # runs a stage's other steps
+    handed_off: ThreadPoolExecutor  # runs the background steps
+
+
+def run(window: Window) -> Tally:
     """Start the worker processes, run the window's jobs, stop the workers."""
     context = multiprocessing.get_context(START_METHOD)
     context.set_forkserver_preload([__name__])
-    return start_users(window, context)
+    products = window.scenario.products()
+    locks = [context.Lock() for _ in range(products)]
+    stock = context.Array("q", [STOCK_START] * products, lock=False)  # guarded by `locks`
+    tally = start_users(window, context, locks, stock)
+    tally.stock = list(stock)
+    return tally
 
 
-def start_users(window: Window, context: ForkServerContext) -> list[Record]:
-    """Start one process per user, start the clock once all are up, gather their records."""
+def start_users(
+    window: Window, context: ForkServerContext, locks: list[Lock], stock: MutableSequence[int]
+) -> Tally:
+    """Start one process per user, start the clock once all are up, gather their tallies."""
     counter: Synchronized[int] = context.Value("q", 0)
     started: Synchronized[float] = context.Value("d", 0.0)
     ready = context.Barrier(window.concurrency + 1)
-    results: SimpleQueue[list[Record] | Exception] = context.SimpleQueue()
+    results: SimpleQueue[Tally | Exception] = context.SimpleQueue()
     users = [
         # Daemons: if one worker fails, the others must not keep the point alive.
         context.Process(
-            target=serve, args=(window, user, counter, started, ready, results), daemon=True
+            target=serve,
+            args=(window, user, counter, started, ready, results, locks, stock),
+            daemon=True,
         )
         for user in range(window.concurrency)
     ]
     for user in users:
         user.start()
-    ready.wait(_START_TIMEOUT_S)  # every worker is up and idle
-    started.value = window.start().started_s
-    ready.wait(_START_TIMEOUT_S)  # ... and now they go
-    records: list[Record] = []
+    with contextlib.suppress(threading.BrokenBarrierError):  # a worker failed: its error follows
+        ready.wait(_START_TIMEOUT_S)  # every worker is up, connected and idle
+        started.value = window.start().started_s
+        ready.wait(_START_TIMEOUT_S)  # ... and now they go
+    tally = Tally()
     for _ in users:
         outcome = results.get()
         if isinstance(outcome, Exception):
             for user in users:
                 user.terminate()
             raise outcome
-        records.extend(outcome)
+        tally.merge(outcome)
     for user in users:
         user.join()
-    return records
+    return tally
 
 
 def serve(
@@ -66,55 +108,117 @@ def serve(
     counter: Synchronized[int],
     started: Synchronized[float],
     ready: Barrier,
-    results: SimpleQueue[list[Record] | Exception],
+    results: SimpleQueue[Tally | Exception],
+    locks: list[Lock],
+    stock: MutableSequence[int],
 ) -> None:
     """In a worker process: join at this user's turn, run jobs back to back until the window
-    closes, then report."""
-    records: list[Record] = []
-    with ThreadPoolExecutor(max_workers=max(1, window.scenario.max_width() - 1)) as pool:
-        ready.wait(_START_TIMEOUT_S)
-        ready.wait(_START_TIMEOUT_S)
-        window = window.start(at_s=started.value)
-        time.sleep(max(0.0, window.user_start_s(user) - time.perf_counter()))
+    closes, wait for this worker's background work, then report."""
+    tally = Tally()
+    try:
+        transport = open_transport(window.service, window.scenario.max_io_width())
+        extra_steps = window.scenario.max_width() - 1
+        with (
+            ThreadPoolExecutor(max(1, extra_steps)) as steps,
+            ThreadPoolExecutor(max(1, window.scenario.background_steps())) as later,
+        ):
+            shared = Shared(window, tally, locks, stock, transport, steps, later)
+            ready.wait(_START_TIMEOUT_S)
+            ready.wait(_START_TIMEOUT_S)
+            window = window.start(at_s=started.value)
+            time.sleep(max(0.0, window.user_start_s(user) - time.perf_counter()))
 
-        def take() -> int:
-            with counter.get_lock():
-                index: int = counter.value
-                counter.value = index + 1
-            return index
+            def take() -> int:
+                with counter.get_lock():
+                    index: int = counter.value
+                    counter.value = index + 1
+                return index
 
-        try:
             while (job := window.job(take())) is not None:
                 started_s = time.perf_counter()
-                checksum = run_job(job, pool)
-                records.append((job.index, started_s, started_s, time.perf_counter(), checksum))
-        except Exception as exc:  # the parent is waiting for this worker's records
-            results.put(exc)
-            raise
-    results.put(records)
+                checksum, outcome = run_job(job, shared)
+                record: Record = (
+                    job.index,
+                    started_s,
+                    started_s,
+                    time.perf_counter(),
+                    checksum,
+                    outcome,
+                )
+                tally.records.append(record)
+        transport.close()
+    except Exception as exc:  # the parent is waiting for this worker's tally
+        ready.abort()
+        results.put(exc)
+        raise
+    results.put(tally)
 
 
-def run_job(job: Job, pool: ThreadPoolExecutor) -> int:
-    """Run the stages in order."""
-    return combine(run_stage(stage, pool) for stage in job.stages)
+def run_job(job: Job, shared: Shared) -> tuple[int, int]:
+    """Run the stages in order; a stage that fails ends the job. Returns (checksum, outcome)."""
+    results = []
+    try:
+        for stage in job.stages:
+            results.append(run_stage(stage, shared))
+    except Exception as error:
+        return 0, shared.tally.outcome(error)
+    return combine(results), OK
 
 
-def run_stage(stage: tuple[Action, ...], pool: ThreadPoolExecutor) -> int:
-    """Run the first step in this thread and the others on the worker's pool, at the same time."""
-    others = [pool.submit(run_step, action) for action in stage[1:]]
-    first = run_step(stage[0])
+def run_stage(stage: tuple[Action, ...], shared: Shared) -> int:
+    """Hand off the background steps, run the first step in this thread and the others on the
+    worker's pool, at the same time."""
+    for action in background(stage):
+        shared.tally.handed_off.append(action.job)
+        shared.handed_off.submit(hand_off, action, shared)
+    steps = foreground(stage)
+    others = [shared.steps.submit(run_step, action, shared) for action in steps[1:]]
+    try:
+        first = run_step(steps[0], shared)
+    finally:
+        concurrent.futures.wait(others)  # a thread cannot be cancelled: the stage waits for all
     return combine([first, *(future.result() for future in others)])
 
 
-def run_step(action: Action) -> int:
-    """Run one step."""
-    return do_io(action) if isinstance(action, Wait) else do_cpu(action)
+def hand_off(action: Action, shared: Shared) -> None:
+    """Run a background step to its end and record how it ended."""
+    handed_s = time.perf_counter()
+    try:
+        checksum, outcome = run_step(action, shared), OK
+    except Exception as error:
+        checksum, outcome = 0, shared.tally.outcome(error)
+    shared.tally.background.append(
+        (action.job, handed_s, handed_s, time.perf_counter(), checksum, outcome)
+    )
 
 
-def do_io(wait: Wait) -> int:
-    """Wait, blocking this worker's thread."""
-    time.sleep(wait.seconds)
-    return io_result(wait)
+def run_step(action: Action, shared: Shared) -> int:
+    """Run one step; a step that updates stock reads, works and writes under its product's lock,
+    which every worker process shares."""
+    if action.product is None:
+        return run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
+    with shared.locks[action.product]:
+        level = shared.stock[action.product]
+        result = run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
+        shared.stock[action.product] = level - 1
+        shared.tally.sold.append(action.product)
+    return result
+
+
+def run_attempts(wait: Wait, shared: Shared) -> int:
+    """Try until a try succeeds, pausing before each retry; the last try's error is the step's."""
+    for attempt, retry in itertools.pairwise(wait.attempts):
+        with contextlib.suppress(StepFailed, TimeoutError):
+            return do_io(wait, attempt, shared)
+        shared.tally.retried.append(wait.job)
+        time.sleep(retry.backoff_s)
+    return do_io(wait, wait.attempts[-1], shared)
+
+
+def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
+    """One try on a blocking socket (or a sleep), blocking this worker's thread; a socket
+    timeout ends it. Returns the response's size."""
+    return shared.transport.call(wait, attempt)
 
 
 def do_cpu(work: Compute) -> int:

@@ -3,28 +3,57 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from models.load import Record, Window
-from models.workload import Action, Compute, Job, Wait, combine, compute, io_result
+from models.load import STOCK_START, Record, Tally, Window
+from models.wire import SleepTransport, TcpTransport, open_transport
+from models.workload import (
+    OK,
+    Action,
+    Attempt,
+    Compute,
+    Job,
+    StepFailed,
+    Wait,
+    background,
+    combine,
+    compute,
+    foreground,
+)
 
 
-def run(window: Window) -> list[Record]:
-    """Run the window's jobs; plain synchronous code has no runtime to start."""
-    return start_users(window)
+@dataclass
+class Shared:
+    """What the jobs of a run share: one thread, so the stock needs no lock."""
+
+    window: Window
+    tally: Tally
+    stock: list[int]
+    transport: SleepTransport | TcpTransport  # blocking I/O, over one connection
+    handed_off: list[Action] = field(default_factory=list)  # run once the job has answered
 
 
-def start_users(window: Window) -> list[Record]:
+def run(window: Window) -> Tally:
+    """Open the connection, run the window's jobs, close it."""
+    tally = Tally(stock=[STOCK_START] * window.scenario.products())
+    transport = open_transport(window.service, 1)  # one request at a time
+    try:
+        start_users(Shared(window, tally, tally.stock, transport))
+    finally:
+        transport.close()
+    return tally
+
+
+def start_users(shared: Shared) -> None:
     """Serve the window's N users from this one thread."""
-    records: list[Record] = []
-    window = window.start()
-    serve(window, itertools.count().__next__, records)
-    return records
+    serve(shared.window.start(), itertools.count().__next__, shared)
 
 
-def serve(window: Window, take: Callable[[], int], records: list[Record]) -> None:
+def serve(window: Window, take: Callable[[], int], shared: Shared) -> None:
     """Run jobs first come, first served; each user submits again when its job ends."""
     # Users join one by one across the warm-up; then a user's next job is submitted when its
     # last one ends, and waits for the jobs submitted before it.
@@ -32,31 +61,71 @@ def serve(window: Window, take: Callable[[], int], records: list[Record]) -> Non
     while (job := window.job(take())) is not None:
         time.sleep(max(0.0, submitted[0] - time.perf_counter()))  # idle until the next user joins
         started_s = time.perf_counter()
-        checksum = run_job(job)
+        checksum, outcome = run_job(job, shared)
         ended_s = time.perf_counter()
-        records.append((job.index, submitted.popleft(), started_s, ended_s, checksum))
+        record: Record = (job.index, submitted.popleft(), started_s, ended_s, checksum, outcome)
+        shared.tally.records.append(record)
         submitted.append(ended_s)
+        while shared.handed_off:  # the user has its answer; the next job waits for this work
+            hand_off(shared.handed_off.pop(0), shared)
 
 
-def run_job(job: Job) -> int:
-    """Run the stages in order."""
-    return combine(run_stage(stage) for stage in job.stages)
+def run_job(job: Job, shared: Shared) -> tuple[int, int]:
+    """Run the stages in order; a stage that fails ends the job. Returns (checksum, outcome)."""
+    results = []
+    try:
+        for stage in job.stages:
+            results.append(run_stage(stage, shared))
+    except Exception as error:
+        return 0, shared.tally.outcome(error)
+    return combine(results), OK
 
 
-def run_stage(stage: tuple[Action, ...]) -> int:
-    """Run the steps one after another."""
-    return combine(run_step(action) for action in stage)
+def run_stage(stage: tuple[Action, ...], shared: Shared) -> int:
+    """Put the background steps aside for later, run the others one after another."""
+    for action in background(stage):
+        shared.tally.handed_off.append(action.job)
+        shared.handed_off.append(action)
+    return combine([run_step(action, shared) for action in foreground(stage)])
 
 
-def run_step(action: Action) -> int:
-    """Run one step."""
-    return do_io(action) if isinstance(action, Wait) else do_cpu(action)
+def hand_off(action: Action, shared: Shared) -> None:
+    """Run a background step to its end and record how it ended."""
+    handed_s = time.perf_counter()
+    try:
+        checksum, outcome = run_step(action, shared), OK
+    except Exception as error:
+        checksum, outcome = 0, shared.tally.outcome(error)
+    shared.tally.background.append(
+        (action.job, handed_s, handed_s, time.perf_counter(), checksum, outcome)
+    )
 
 
-def do_io(wait: Wait) -> int:
-    """Wait, blocking the only thread."""
-    time.sleep(wait.seconds)
-    return io_result(wait)
+def run_step(action: Action, shared: Shared) -> int:
+    """Run one step; a step that updates stock reads, works and writes (no one else can run)."""
+    if action.product is None:
+        return run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
+    level = shared.stock[action.product]
+    result = run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
+    shared.stock[action.product] = level - 1
+    shared.tally.sold.append(action.product)
+    return result
+
+
+def run_attempts(wait: Wait, shared: Shared) -> int:
+    """Try until a try succeeds, pausing before each retry; the last try's error is the step's."""
+    for attempt, retry in itertools.pairwise(wait.attempts):
+        with contextlib.suppress(StepFailed, TimeoutError):
+            return do_io(wait, attempt, shared)
+        shared.tally.retried.append(wait.job)
+        time.sleep(retry.backoff_s)
+    return do_io(wait, wait.attempts[-1], shared)
+
+
+def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
+    """One try on a blocking socket (or a sleep), blocking the only thread; a socket timeout
+    ends it. Returns the response's size."""
+    return shared.transport.call(wait, attempt)
 
 
 def do_cpu(work: Compute) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.results import POINT_COLUMNS, load_results
+from bench.results import POINT_COLUMNS, SCHEMA_VERSION, load_results
 from models import MODELS
 
 ROOT = Path(__file__).parent.parent
@@ -95,7 +95,10 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
     assert all(int(r["jobs"]) > 0 and r["errors"] == "0" for r in rows)
     meta = json.loads((run_dir / "meta.json").read_text())
-    assert meta["schema_version"] == 1
+    assert meta["schema_version"] == SCHEMA_VERSION
+    assert meta["config"]["transport"] == "tcp"
+    assert meta["config"]["service"] == "local"
+    assert all(float(r["service_cpu_util"]) >= 0 for r in rows)  # read: not NaN
     assert meta["scenario"]["name"] == "ecommerce"
     assert meta["calibration"]["python_iterations_per_ms"] > 0
     assert meta["finished"] is not None

@@ -1,40 +1,171 @@
-"""Every model runs the same jobs, completely and correctly."""
+"""Every model runs the same jobs, completely and correctly, over both transports: failures,
+retries, timeouts, locks and background work included."""
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterator
+
 import pytest
 
+from bench.service import LocalService
 from models import MODELS
-from models.load import Finished, Window, finished
+from models.load import STOCK_START, Finished, Tally, Window, finished
 from models.scenarios import SCENARIOS
-from models.workload import Scenario, Verifier, draw_job
+from models.workload import (
+    OK,
+    TIMED_OUT,
+    CpuStep,
+    Dist,
+    IoStep,
+    Lock,
+    Scenario,
+    Stage,
+    Verifier,
+    draw_job,
+    foreground,
+    retries_needed,
+    step_outcome,
+)
 from tests.conftest import TINY_CALIBRATION
 
 AVAILABLE = [name for name, model in MODELS.items() if model.available()]
+SEED = 7
+
+FLAKY = Scenario(
+    "flaky",
+    "A call that fails 40% of the time, retried once, beside plain CPU work.",
+    (
+        Stage(
+            "call",
+            (
+                IoStep(
+                    "call", Dist("constant", 1.0), 10, 20, fail_rate=0.4, retries=1, backoff_ms=1.0
+                ),
+                CpuStep("work", Dist("constant", 0.2), "python"),
+            ),
+        ),
+    ),
+)
+SLOW = Scenario(
+    "slow",
+    "A call that answers after 2 s, cut at 5 ms and retried once: every job times out.",
+    (Stage("call", (IoStep("call", Dist("constant", 2000.0), retries=1, timeout_ms=5.0),)),),
+)
+LOCKED = Scenario(
+    "locked",
+    "Every job updates the stock of one of two products, with a wait inside the lock.",
+    (Stage("reserve", (IoStep("reserve", Dist("exponential", 0.5), lock=Lock(2, 1.0)),)),),
+)
+HANDED_OFF = Scenario(
+    "handed off",
+    "A quick answer while an e-mail goes out in the background.",
+    (
+        Stage(
+            "answer",
+            (
+                CpuStep("answer", Dist("constant", 0.2), "native"),
+                IoStep("e-mail", Dist("constant", 3.0), 100, 10, background=True),
+            ),
+        ),
+    ),
+)
 
 
-def run_jobs(model: str, scenario: Scenario, concurrency: int, jobs: int) -> list[Finished]:
-    window = Window(scenario, TINY_CALIBRATION, 7, concurrency, 0.0, 600.0, max_jobs=jobs)
-    return finished(MODELS[model].runner()(window))
+@pytest.fixture(scope="module")
+def service() -> Iterator[tuple[str, int]]:
+    running = LocalService()
+    running.ensure()
+    yield running.address
+    running.close()
+
+
+@pytest.fixture(params=["sleep", "tcp"])
+def transport(request: pytest.FixtureRequest, service: tuple[str, int]) -> tuple[str, int] | None:
+    return service if request.param == "tcp" else None
+
+
+def run_jobs(
+    model: str,
+    scenario: Scenario,
+    concurrency: int,
+    jobs: int,
+    service: tuple[str, int] | None = None,
+) -> Tally:
+    window = Window(
+        scenario, TINY_CALIBRATION, SEED, concurrency, 0.0, 600.0, max_jobs=jobs, service=service
+    )
+    return MODELS[model].runner()(window)
+
+
+def records(tally: Tally) -> list[Finished]:
+    return sorted(finished(tally.records), key=lambda r: r.job_index)
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
 @pytest.mark.parametrize("model", AVAILABLE)
 def test_model_runs_every_job_once_with_the_right_checksum(
-    model: str, concurrency: int, tiny: Scenario
+    model: str, concurrency: int, tiny: Scenario, transport: tuple[str, int] | None
 ) -> None:
-    records = run_jobs(model, tiny, concurrency, 25)
-    assert sorted(r.job_index for r in records) == list(range(25))
+    tally = run_jobs(model, tiny, concurrency, 25, transport)
+    assert [r.job_index for r in records(tally)] == list(range(25))
     verifier = Verifier()
-    for r in records:
-        assert r.checksum == verifier.expected(draw_job(tiny, TINY_CALIBRATION, 7, r.job_index))
+    for r in records(tally):
+        assert r.outcome == OK, tally.errors
+        assert r.checksum == verifier.expected(draw_job(tiny, TINY_CALIBRATION, SEED, r.job_index))
         assert r.submitted_s <= r.started_s <= r.ended_s
 
 
 @pytest.mark.parametrize("model", AVAILABLE)
+def test_failures_and_retries_give_the_expected_counts(
+    model: str, transport: tuple[str, int] | None
+) -> None:
+    tally = run_jobs(model, FLAKY, 3, 40, transport)
+    drawn = [draw_job(FLAKY, TINY_CALIBRATION, SEED, i).stages[0][0] for i in range(40)]
+    assert [r.outcome for r in records(tally)] == [step_outcome(a) for a in drawn]
+    assert collections.Counter(tally.retried) == collections.Counter(
+        {i: retries_needed(a) for i, a in enumerate(drawn) if retries_needed(a)}
+    )
+    assert {step_outcome(a) for a in drawn} == {OK, 1}  # the draws hold both outcomes
+
+
+@pytest.mark.parametrize("model", AVAILABLE)
+def test_timeouts_are_honoured_and_counted(model: str, transport: tuple[str, int] | None) -> None:
+    tally = run_jobs(model, SLOW, 3, 6, transport)
+    assert [r.outcome for r in records(tally)] == [TIMED_OUT] * 6
+    assert sorted(tally.retried) == list(range(6))  # one retry each
+    # Two tries cut at 5 ms, not two 2 s waits: the runtime really gave up.
+    assert all(r.ended_s - r.started_s < 1.0 for r in records(tally))
+
+
+@pytest.mark.parametrize("model", AVAILABLE)
+def test_stock_stays_exact_under_contention(model: str, transport: tuple[str, int] | None) -> None:
+    tally = run_jobs(model, LOCKED, 8, 80, transport)
+    assert all(r.outcome == OK for r in records(tally)), tally.errors
+    assert len(tally.sold) == 80
+    sold = collections.Counter(tally.sold)
+    assert tally.stock == [STOCK_START - sold[p] for p in range(2)]
+    assert sold[0] > sold[1] > 0  # Zipf: product 0 is the popular one
+
+
+@pytest.mark.parametrize("model", AVAILABLE)
+def test_every_background_step_completes(model: str, transport: tuple[str, int] | None) -> None:
+    tally = run_jobs(model, HANDED_OFF, 3, 20, transport)
+    assert sorted(tally.handed_off) == list(range(20))
+    background = finished(tally.background)
+    assert sorted(r.job_index for r in background) == list(range(20))
+    assert all(r.outcome == OK and r.checksum == 10 for r in background)
+    verifier = Verifier()
+    for r in records(tally):  # the jobs' own results leave the background step out
+        job = draw_job(HANDED_OFF, TINY_CALIBRATION, SEED, r.job_index)
+        assert len(foreground(job.stages[0])) == 1
+        assert r.checksum == verifier.expected(job)
+
+
+@pytest.mark.parametrize("model", AVAILABLE)
 def test_sync_style_queueing_is_only_in_sync(model: str, tiny: Scenario) -> None:
-    records = sorted(run_jobs(model, tiny, 4, 12), key=lambda r: r.job_index)
-    waited = [r for r in records if r.started_s - r.submitted_s > 0]
+    tally = run_jobs(model, tiny, 4, 12)
+    waited = [r for r in records(tally) if r.started_s - r.submitted_s > 0]
     if model == "sync":
         # Four users submit at once and one thread serves them: all but the first job waits.
         assert len(waited) >= 11
@@ -44,8 +175,7 @@ def test_sync_style_queueing_is_only_in_sync(model: str, tiny: Scenario) -> None
 
 def test_all_models_return_identical_results(tiny: Scenario) -> None:
     checksums = {
-        model: [r.checksum for r in sorted(run_jobs(model, tiny, 2, 10), key=lambda r: r.job_index)]
-        for model in AVAILABLE
+        model: [r.checksum for r in records(run_jobs(model, tiny, 2, 10))] for model in AVAILABLE
     }
     assert len({tuple(c) for c in checksums.values()}) == 1
 
@@ -55,7 +185,7 @@ def test_builtin_scenarios_are_well_formed(name: str) -> None:
     scenario = SCENARIOS[name]
     assert scenario.name == name
     assert scenario.critical_path_ms() > 0
-    assert all(stage.steps for stage in scenario.stages)
+    assert all(foreground(stage) for stage in draw_job(scenario, TINY_CALIBRATION, 0, 0).stages)
 
 
 def test_uvloop_is_the_asyncio_module_on_another_loop() -> None:

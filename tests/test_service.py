@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.service import REQUEST, RESPONSE, encode_request
+from models.wire import REQUEST, RESPONSE
 
 ROOT = Path(__file__).parent.parent
 
@@ -36,10 +36,16 @@ def service() -> Iterator[tuple[subprocess.Popen[str], tuple[str, int]]]:
     process.communicate()
 
 
-def call(sock: socket.socket, delay_us: int, response_bytes: int, payload: bytes) -> bytes:
-    sock.sendall(encode_request(delay_us, response_bytes, payload))
-    (size,) = RESPONSE.unpack(receive(sock, RESPONSE.size))
-    return receive(sock, size)
+def request(delay_us: int, response_bytes: int, payload: bytes, fail: bool = False) -> bytes:
+    return REQUEST.pack(delay_us, response_bytes, len(payload), fail) + payload
+
+
+def call(
+    sock: socket.socket, delay_us: int, response_bytes: int, payload: bytes, fail: bool = False
+) -> tuple[bool, bytes]:
+    sock.sendall(request(delay_us, response_bytes, payload, fail))
+    failed, size = RESPONSE.unpack(receive(sock, RESPONSE.size))
+    return bool(failed), receive(sock, size)
 
 
 def receive(sock: socket.socket, size: int) -> bytes:
@@ -57,10 +63,20 @@ def test_round_trips_wait_and_answer_with_the_asked_size(
     _, address = service
     with socket.create_connection(address, timeout=10) as sock:
         start = time.perf_counter()
-        assert len(call(sock, 20_000, 3000, b"x" * 5000)) == 3000
+        failed, answer = call(sock, 20_000, 3000, b"x" * 5000)
+        assert (failed, len(answer)) == (False, 3000)
         assert time.perf_counter() - start >= 0.02  # it waited at least what was asked
         for size in (0, 1, 2_000_000):  # the same connection serves request after request
-            assert len(call(sock, 0, size, b"")) == size
+            assert len(call(sock, 0, size, b"")[1]) == size
+
+
+def test_a_request_marked_to_fail_gets_an_error_answer(
+    service: tuple[subprocess.Popen[str], tuple[str, int]],
+) -> None:
+    _, address = service
+    with socket.create_connection(address, timeout=10) as sock:
+        assert call(sock, 1000, 16, b"", fail=True) == (True, bytes(16))
+        assert call(sock, 1000, 16, b"")[0] is False
 
 
 def test_many_connections_are_served_concurrently(
@@ -71,9 +87,9 @@ def test_many_connections_are_served_concurrently(
     try:
         start = time.perf_counter()
         for sock in sockets:
-            sock.sendall(encode_request(200_000, 10, b""))
+            sock.sendall(request(200_000, 10, b""))
         for sock in sockets:
-            (size,) = RESPONSE.unpack(receive(sock, RESPONSE.size))
+            _, size = RESPONSE.unpack(receive(sock, RESPONSE.size))
             assert len(receive(sock, size)) == 10
         # 200 waits of 0.2 s served one by one would take 40 s.
         assert time.perf_counter() - start < 20
@@ -107,5 +123,7 @@ def test_a_busy_port_is_one_line_and_status_2(
 
 
 def test_request_header_layout() -> None:
-    assert REQUEST.size == 12
-    assert encode_request(1, 2, b"ab") == b"\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x02ab"
+    assert REQUEST.size == 13
+    assert request(1, 2, b"ab", fail=True) == (
+        b"\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x02\x01ab"
+    )

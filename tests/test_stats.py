@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from bench.stats import Histogram, bound_per_s
 from models.scenarios import SCENARIOS
+from models.workload import Dist, IoStep, Lock, Scenario, Stage
 from tests.conftest import histogram_of
 
 latencies = st.lists(
@@ -58,11 +59,23 @@ def test_empty_histogram_has_no_percentiles() -> None:
     assert Histogram.from_dict(Histogram().to_dict()).total == 0
 
 
-def test_bound_is_the_smaller_of_waiting_and_cpu_limits() -> None:
-    ecommerce = SCENARIOS["ecommerce"]  # L_crit 61 ms, D_cpu 4 ms
-    assert bound_per_s(ecommerce, 1, 2) == pytest.approx(1 / 0.061)
-    assert bound_per_s(ecommerce, 1000, 2) == pytest.approx(2 / 0.004)
+def test_bound_is_the_smallest_of_waiting_cpu_and_lock_limits() -> None:
+    mixed = SCENARIOS["mixed"]  # L_crit 22 ms, D_cpu 4 ms
+    assert bound_per_s(mixed, 1, 2) == pytest.approx(1 / 0.022)
+    assert bound_per_s(mixed, 1000, 2) == pytest.approx(2 / 0.004)
     assert bound_per_s(SCENARIOS["io-bound"], 1000, 2) == pytest.approx(1000 / 0.05)
+    # One product, a 10 ms wait under its lock: 100 jobs/s at most, whatever N or the cores.
+    locked = Scenario(
+        "locked", "", (Stage("s", (IoStep("s", Dist("constant", 10.0), lock=Lock(1, 1.0)),)),)
+    )
+    assert bound_per_s(locked, 1000, 64) == pytest.approx(100.0)
+
+
+def test_bound_counts_only_the_jobs_that_can_succeed() -> None:
+    flaky = Scenario(
+        "flaky", "", (Stage("s", (IoStep("s", Dist("constant", 10.0), fail_rate=0.5),)),)
+    )
+    assert bound_per_s(flaky, 1, 2) == pytest.approx(100.0 * 0.5)
 
 
 def test_percentile_rank_has_no_float_error() -> None:

@@ -48,6 +48,7 @@ def rows(throughputs: list[float], status: str = "ok") -> pd.DataFrame:
         "errors": 0,
         "jobs": 500,
         "littles_n": 8.0,
+        "service_cpu_util": 0.3,
     }
     return pd.DataFrame(
         [
@@ -78,6 +79,13 @@ def test_level_warnings_come_from_the_medians_once() -> None:
     points.loc[1, "errors"] = 2
     (level,) = per_level(points).to_dict("records")
     assert level["warning"] == (
-        "2 jobs returned a wrong checksum; only 50 jobs ended in the window, too few for a p99 "
+        "2 jobs ended in an error (a lost connection or a wrong result); "
+        "only 50 jobs ended in the window, too few for a p99 "
         "(100 needed): lengthen --duration to about 1 s"
     )
+
+
+def test_a_busy_service_is_flagged_as_the_possible_limit() -> None:
+    busy = rows([100.0, 100.0, 100.0]).assign(service_cpu_util=0.95)
+    (level,) = per_level(busy).to_dict("records")
+    assert level["warning"].startswith("the latency service used 95% of a core")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 
 from bench import api, sweep
 from bench.results import Point
+from bench.service import LocalService
 from bench.sweep import SweepConfig, plan_points, run_sweep
 from models.workload import Calibration, Dist, IoStep, Scenario, Stage
 from tests.conftest import TINY, TINY_CALIBRATION, histogram_of
@@ -100,10 +103,17 @@ def summary_of(latencies_ms: list[float], errors: int = 0) -> dict[str, Any]:
     return {
         "submitted": len(latencies_ms) + errors,
         "jobs": len(latencies_ms) + errors,
+        "ok": len(latencies_ms),
+        "failed": 0,
+        "timeouts": 0,
+        "retries": 0,
         "errors": errors,
+        "error_examples": ["ConnectionResetError: the service closed the connection"],
         "elapsed_s": 1.0,
         "drain_s": 0.0,
+        "background_drain_s": math.nan,
         "cpu_s": 0.5,
+        "service_cpu_s": math.nan,
         "ctx_switches": 10,
         "rss_peak_mb": 20.0,
         "histogram": histogram_of(latencies_ms).to_dict(),
@@ -113,17 +123,68 @@ def summary_of(latencies_ms: list[float], errors: int = 0) -> dict[str, Any]:
 def test_point_that_breaks_littles_law_is_flagged_with_the_warmup_it_needs() -> None:
     spec = plan_points(config(TINY, ("asyncio",)), TINY_CALIBRATION)[0].spec  # N=2
     # 100 jobs/s with 10 ms mean latency is 1 job in flight, not 2.
-    point = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([10.0] * 100))
+    point = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([10.0] * 100), "")
     assert point.row["status"] == "ok"
     assert "Little's law gives 1 jobs in flight, not N=2" in point.row["warning"]
     assert "--warmup of about N / throughput = 0.0 s" in point.row["warning"]
-    steady = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([20.0] * 100))
+    steady = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([20.0] * 100), "")
     assert steady.row["warning"] == ""
 
 
-def test_wrong_checksums_are_errors_not_throughput() -> None:
+def test_a_few_errors_are_counted_not_throughput() -> None:
     spec = plan_points(config(TINY, ("asyncio",)), TINY_CALIBRATION)[0].spec
-    point = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([20.0] * 100, 5))
-    assert point.row["throughput"] == 100.0
+    point = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([20.0] * 1000, 5), "")
+    assert point.row["status"] == "ok"
+    assert point.row["throughput"] == 1000.0
     assert point.row["errors"] == 5
-    assert "5 jobs returned a wrong checksum" in point.row["warning"]
+    assert "5 jobs ended in an error" in point.row["warning"]
+
+
+def test_many_errors_fail_the_point_with_the_first_error() -> None:
+    spec = plan_points(config(TINY, ("asyncio",)), TINY_CALIBRATION)[0].spec
+    point = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([20.0] * 100, 50), "")
+    assert point.row["status"] == "failed"
+    assert point.row["reason"] == (
+        "50 of 150 jobs ended in an error; ConnectionResetError: the service closed the connection"
+    )
+
+
+CALLS = Scenario(
+    "calls",
+    "A 5 ms round trip per job.",
+    (Stage("call", (IoStep("call", Dist("constant", 5.0), 10, 10),)),),
+)
+
+
+def test_a_service_killed_mid_point_fails_that_point_and_the_sweep_goes_on() -> None:
+    tcp = dataclasses.replace(
+        config(CALLS, ("asyncio",)), concurrency=(2, 3), duration_s=3.0, transport="tcp"
+    )
+    service = LocalService()
+
+    def kill_during_the_first(i: int, n: int, spec: object) -> None:
+        if i == 0:
+            service.ensure()
+            process = service.process
+            assert process is not None
+            threading.Timer(1.5, process.kill).start()
+
+    try:
+        points = run_sweep(tcp, TINY_CALIBRATION, 2, kill_during_the_first, service=service)
+    finally:
+        service.close()
+    first, second = (p.row for p in points)
+    assert first["status"] == "failed"
+    assert "the latency service" in first["reason"]
+    assert "died during the point" in first["reason"]
+    assert second["status"] == "ok", second["reason"]  # started again for the next point
+    assert second["errors"] == 0
+
+
+def test_a_level_beyond_the_file_limit_is_skipped_with_how_to_raise_it() -> None:
+    tcp = dataclasses.replace(config(CALLS, ("asyncio",)), concurrency=(10**7,), transport="tcp")
+    (planned,) = plan_points(tcp, TINY_CALIBRATION)
+    assert planned.skip_reason.startswith("N=10000000 needs about 10000064 open files")
+    assert "ulimit -n 10000064" in planned.skip_reason
+    sleeping = dataclasses.replace(tcp, transport="sleep")
+    assert plan_points(sleeping, TINY_CALIBRATION)[0].skip_reason == ""

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.scenarios import SCENARIOS
 from models.workload import (
+    FAILED,
+    OK,
+    TIMED_OUT,
+    Attempt,
     Compute,
+    CpuStep,
+    Dist,
+    IoStep,
+    Lock,
+    Scenario,
+    Stage,
     Verifier,
     Wait,
     burn_native,
@@ -18,6 +30,8 @@ from models.workload import (
     calibrate,
     compute,
     draw_job,
+    retries_needed,
+    step_outcome,
 )
 from tests.conftest import TINY_CALIBRATION
 
@@ -50,20 +64,20 @@ def test_draw_converts_milliseconds_with_the_calibration() -> None:
     assert work.units == round(5.0 * TINY_CALIBRATION.python_iterations_per_ms)
     (wait,) = draw_job(SCENARIOS["io-bound"], TINY_CALIBRATION, 0, 0).stages[0]
     assert isinstance(wait, Wait)
-    assert wait.seconds == 0.05
+    assert [a.seconds for a in wait.attempts] == [0.05]
 
 
 @settings(max_examples=50, deadline=None)
 @given(units=st.integers(0, 3000), seed=st.integers(0, 2**64 - 1))
 def test_python_kernel_matches_its_jump_ahead(units: int, seed: int) -> None:
-    job_action = Compute("python", units, seed)
-    assert compute(job_action) == Verifier()._expected_action(job_action)
+    job_action = Compute(0, "python", units, seed)
+    assert compute(job_action) == Verifier().expected_action(job_action)
 
 
 def test_native_kernel_matches_the_verifier_in_any_order() -> None:
     verifier = Verifier()
     for blocks in (5, 0, 12, 3, 12):
-        assert verifier._expected_action(Compute("native", blocks, 0)) == burn_native(blocks)
+        assert verifier.expected_action(Compute(0, "native", blocks, 0)) == burn_native(blocks)
 
 
 def test_wrong_work_gives_a_different_checksum() -> None:
@@ -77,8 +91,97 @@ def test_calibration_is_positive() -> None:
     assert calibration.native_blocks_per_ms > 0
 
 
-def test_critical_path_and_cpu_of_ecommerce() -> None:
-    scenario = SCENARIOS["ecommerce"]
-    # validate 1 + max(charge 40, stock 10) + max(e-mail 20, receipt 2, sign 1)
-    assert scenario.critical_path_ms() == 61.0
-    assert scenario.cpu_ms() == 4.0
+def test_critical_path_of_steps_in_series_and_in_parallel() -> None:
+    scenario = Scenario(
+        "s",
+        "",
+        (
+            Stage("one", (CpuStep("validate", Dist("constant", 1.0)),)),
+            Stage(
+                "two",
+                (
+                    IoStep("a", Dist("constant", 40.0)),
+                    IoStep("b", Dist("constant", 10.0)),
+                    IoStep("mail", Dist("constant", 500.0), background=True),
+                ),
+            ),
+        ),
+    )
+    # 1 + max(40, 10); the user does not wait for the background e-mail.
+    assert scenario.critical_path_ms() == pytest.approx(41.0)
+    assert scenario.cpu_ms() == 1.0
+
+
+def test_parallel_steps_take_the_mean_of_their_longest() -> None:
+    # Eight exponential 30 ms calls at once: E[max] = 30 x (1 + 1/2 + ... + 1/8) = 81.5 ms.
+    stage = Stage("fan out", tuple(IoStep(f"{i}", Dist("exponential", 30.0)) for i in range(8)))
+    assert stage.mean_ms() == pytest.approx(30.0 * sum(1 / k for k in range(1, 9)), rel=0.02)
+
+
+STEPS = [
+    IoStep("plain", Dist("exponential", 20.0)),
+    IoStep("retried", Dist("constant", 10.0), fail_rate=0.3, retries=2, backoff_ms=5.0),
+    IoStep("cut", Dist("exponential", 20.0), timeout_ms=15.0, retries=1),
+    IoStep("tail", Dist("lognormal", p50_ms=40.0, p99_ms=400.0), timeout_ms=100.0, retries=1),
+    IoStep("flat", Dist("uniform", low_ms=5.0, high_ms=25.0), timeout_ms=20.0, fail_rate=0.1),
+]
+
+
+@pytest.mark.parametrize("step", STEPS, ids=lambda s: s.name)
+def test_step_mean_and_success_rate_match_a_simulation(step: IoStep) -> None:
+    rng = random.Random(1)
+    times, successes = [], 0
+    for _ in range(40_000):
+        total = 0.0
+        for k in range(step.retries + 1):
+            total += step.backoff_ms * 2 ** (k - 1) if k else 0.0
+            duration = step.wait.draw_ms(rng)
+            timed_out = step.timeout_ms is not None and duration > step.timeout_ms
+            total += step.timeout_ms if timed_out and step.timeout_ms else duration
+            if not timed_out and rng.random() >= step.fail_rate:
+                successes += 1
+                break
+        times.append(total)
+    assert step.mean_ms() == pytest.approx(sum(times) / len(times), rel=0.03)
+    assert step.success_rate() == pytest.approx(successes / len(times), abs=0.01)
+
+
+def test_outcomes_and_retries_follow_the_draws() -> None:
+    def wait(*attempts: tuple[float, bool], timeout_s: float | None = None) -> Wait:
+        tries = tuple(Attempt(seconds, fails, 0.0) for seconds, fails in attempts)
+        return Wait(0, tries, timeout_s, 0, 0, None, False)
+
+    assert step_outcome(wait((0.01, False))) == OK
+    assert step_outcome(wait((0.01, True), (0.01, False))) == OK
+    assert retries_needed(wait((0.01, True), (0.01, False))) == 1
+    assert step_outcome(wait((0.01, True), (0.01, True))) == FAILED
+    assert step_outcome(wait((0.01, False), timeout_s=0.005)) == TIMED_OUT
+    assert step_outcome(wait((0.01, False), (0.001, True), timeout_s=0.005)) == FAILED
+    assert retries_needed(wait((0.01, False), (0.001, True), timeout_s=0.005)) == 1
+
+
+def test_lock_popularity_is_zipf() -> None:
+    assert Lock(1, 1.0).hottest_share() == 1.0
+    assert Lock(4, 0.0).hottest_share() == pytest.approx(0.25)
+    assert Lock(100, 1.0).hottest_share() == pytest.approx(1 / sum(1 / k for k in range(1, 101)))
+    picks = [
+        a.product
+        for i in range(2000)
+        for stage in draw_job(SCENARIOS["ecommerce"], TINY_CALIBRATION, 0, i).stages
+        for a in stage
+        if a.product is not None
+    ]
+    assert picks.count(0) / len(picks) == pytest.approx(Lock(100, 1.0).hottest_share(), abs=0.03)
+
+
+def test_verifier_accepts_only_explicable_outcomes() -> None:
+    scenario = SCENARIOS["payment"]
+    verifier = Verifier()
+    job = draw_job(scenario, TINY_CALIBRATION, 0, 0)
+    good = verifier.expected(job)
+    assert verifier.accepts(job, OK, good)
+    assert not verifier.accepts(job, OK, good + 1)
+    assert verifier.accepts(job, TIMED_OUT, 0)  # the gateway has a timeout
+    plain = draw_job(SCENARIOS["io-bound"], TINY_CALIBRATION, 0, 0)
+    assert not verifier.accepts(plain, FAILED, 0)  # nothing in io-bound can fail
+    assert not verifier.accepts(plain, TIMED_OUT, 0)
