@@ -37,6 +37,11 @@ _TABLE_COLUMNS = (
     ("RSS MB", "rss_peak_mb"),
     ("ctx switches", "ctx_switches"),
     ("errors", "errors"),
+    ("failed", "failed"),
+    ("timeouts", "timeouts"),
+    ("retries", "retries"),
+    ("background drain s", "background_drain_s"),
+    ("service CPU", "service_cpu_util"),
     ("reason / warning", "reason"),
 )
 
@@ -52,6 +57,7 @@ _LEVEL_COLUMNS = (
     ("p99 ms (median)", "latency_p99_ms"),
     ("95% CI", "latency_p99_ms_ci"),
     ("CPU cores", "cpu_util"),
+    ("service CPU", "service_cpu_util"),
     ("RSS MB", "rss_peak_mb"),
     ("reason / warning", "reason"),
 )

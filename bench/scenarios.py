@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,29 @@ def describe_dist(dist: Dist) -> str:
 
 
 def describe_step(step: IoStep | CpuStep) -> str:
-    """One step in words."""
+    """One step in words, with what can go wrong in it."""
     if isinstance(step, IoStep):
-        return (
+        text = (
             f"{step.name}: I/O wait, {describe_dist(step.wait)}, "
             f"{step.request_bytes} B out, {step.response_bytes} B back"
         )
-    return f"{step.name}: CPU ({step.kind}), {describe_dist(step.cpu)}"
+        if step.fail_rate:
+            text += f"; fails {step.fail_rate:.0%}"
+        if step.timeout_ms is not None:
+            text += f"; timeout {step.timeout_ms:g} ms"
+        if step.retries:
+            retries = "1 retry" if step.retries == 1 else f"{step.retries} retries"
+            text += f"; {retries}, backoff {step.backoff_ms:g} ms doubling"
+    else:
+        text = f"{step.name}: CPU ({step.kind}), {describe_dist(step.cpu)}"
+    if step.lock is not None:
+        text += (
+            f"; under the lock of one of {step.lock.products} products "
+            f"(Zipf {step.lock.skew:g}: the hottest in {step.lock.hottest_share():.0%} of jobs)"
+        )
+    if step.background:
+        text += "; in the background (the user does not wait)"
+    return text
 
 
 def describe_scenario(scenario: Scenario) -> list[str]:
@@ -54,8 +71,13 @@ def describe_scenario(scenario: Scenario) -> list[str]:
         lines.extend(f"     - {describe_step(step)}" for step in stage.steps)
     lines.append(
         f"  critical path {scenario.critical_path_ms():.1f} ms, "
-        f"CPU {scenario.cpu_ms():.1f} ms per job (mean durations)"
+        f"CPU {scenario.cpu_ms():.1f} ms per job (means, retries included); "
+        f"{scenario.success_rate():.2%} of jobs can succeed"
     )
+    if scenario.lock_limit_per_s() < math.inf:
+        lines.append(
+            f"  the hottest lock lets at most {scenario.lock_limit_per_s():.0f} jobs/s through"
+        )
     return lines
 
 

@@ -35,6 +35,18 @@ ROOT = Path(__file__).parent.parent
         (["run", "--bogus"], r"unrecognized arguments: --bogus"),
         (["fly"], r"invalid choice: 'fly'"),
         (["micro", "--scale", "0"], r"--scale 0.0 is not valid; give a number above 0"),
+        (["run", "--transport", "udp"], r"unknown transport 'udp'; choose from: tcp, sleep"),
+        (["run", "--service", "nowhere"], r"--service 'nowhere' is not HOST:PORT"),
+        (["run", "--service", "h:99999"], r"--service 'h:99999' is not HOST:PORT"),
+        (
+            ["run", "--transport", "sleep", "--service", "127.0.0.1:1"],
+            r"--service needs --transport tcp",
+        ),
+        (
+            ["run", "--service", "127.0.0.1:1"],
+            r"cannot reach the latency service at 127.0.0.1:1 \(Connection refused\); start one "
+            r"there with `python -m bench serve --host 0.0.0.0`, or leave out --service",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(

@@ -11,7 +11,7 @@ import pytest
 from bench.cli import main
 from bench.scenario_file import ScenarioFileError, load_scenario_file
 from bench.scenarios import resolve_scenario, scenario_from_dict, scenario_to_dict
-from models.workload import CpuStep, Dist, IoStep
+from models.workload import CpuStep, Dist, IoStep, Lock
 
 VALID = """
 name = "checkout"
@@ -33,10 +33,27 @@ name = "payment and stock"
   wait = { dist = "lognormal", p50_ms = 30, p99_ms = 200 }
   request_bytes = 512
   response_bytes = 256
+  fail_rate = 0.02
+  timeout_ms = 500
+  retries = 1
+  backoff_ms = 50
   [[stages.steps]]
   name = "reserve stock"
   type = "io"
   wait = { dist = "uniform", low_ms = 5, high_ms = 15 }
+  lock = { products = 50, skew = 1.2 }
+
+[[stages]]
+name = "confirm"
+  [[stages.steps]]
+  name = "render receipt"
+  type = "cpu"
+  cpu = { dist = "constant", mean_ms = 2 }
+  [[stages.steps]]
+  name = "send e-mail"
+  type = "io"
+  wait = { dist = "exponential", mean_ms = 20 }
+  background = true
 """
 
 
@@ -49,11 +66,25 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_valid_file_loads_every_field(tmp_path: Path) -> None:
     scenario = load_scenario_file(write(tmp_path, VALID))
     assert scenario.name == "checkout"
-    assert [stage.name for stage in scenario.stages] == ["validate", "payment and stock"]
+    assert [stage.name for stage in scenario.stages] == ["validate", "payment and stock", "confirm"]
     assert scenario.stages[0].steps[0] == CpuStep("validate cart", Dist("constant", 1.5), "native")
     charge, stock = scenario.stages[1].steps
-    assert charge == IoStep("charge card", Dist("lognormal", p50_ms=30, p99_ms=200), 512, 256)
-    assert stock == IoStep("reserve stock", Dist("uniform", low_ms=5, high_ms=15))
+    assert charge == IoStep(
+        "charge card",
+        Dist("lognormal", p50_ms=30, p99_ms=200),
+        512,
+        256,
+        fail_rate=0.02,
+        retries=1,
+        backoff_ms=50.0,
+        timeout_ms=500.0,
+    )
+    assert stock == IoStep(
+        "reserve stock", Dist("uniform", low_ms=5, high_ms=15), lock=Lock(50, 1.2)
+    )
+    render, mail = scenario.stages[2].steps
+    assert render == CpuStep("render receipt", Dist("constant", 2.0))
+    assert mail == IoStep("send e-mail", Dist("exponential", 20.0), background=True)
     assert scenario_from_dict(scenario_to_dict(scenario)) == scenario
     assert resolve_scenario(str(write(tmp_path, VALID))) == scenario
 
@@ -82,7 +113,19 @@ def test_valid_file_loads_every_field(tmp_path: Path) -> None:
             "response_bytes = 256",
             "response_bytes = 256\n  retry = 3",
             r"stages\[1\].steps\[0\].retry: unknown key; allowed here: name, type, wait, "
-            r"request_bytes, response_bytes",
+            r"request_bytes, response_bytes, fail_rate, retries, backoff_ms, timeout_ms, lock, "
+            r"background",
+        ),
+        ("fail_rate = 0.02", "fail_rate = 1.5", r"steps\[0\].fail_rate: 1.5 is not a probability"),
+        ("timeout_ms = 500", "timeout_ms = 0", r"steps\[0\].timeout_ms: must be more than 0"),
+        ("retries = 1", "retries = -1", r"steps\[0\].retries: -1 is not a whole number"),
+        ("products = 50", "products = 0", r"steps\[1\].lock.products: must be 1 or more"),
+        ("skew = 1.2", "skew = 1.2, hot = 3", r"steps\[1\].lock.hot: unknown key"),
+        ("background = true", 'background = "yes"', r"background: must be true or false"),
+        (
+            '  name = "render receipt"\n  type = "cpu"\n',
+            '  name = "render receipt"\n  background = true\n  type = "cpu"\n',
+            r"stages\[2\].steps: every step is in the background",
         ),
         (
             'type = "io"\n  wait = { dist = "uniform"',
