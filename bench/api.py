@@ -190,7 +190,7 @@ def load(path: str | Path = "latest", out: str | Path = "results") -> Results:
 
 
 def _default_models() -> list[str]:
-    return [name for name, model in MODELS.items() if model.available()]
+    return [name for name, model in MODELS.items() if model.default and model.available()]
 
 
 def check_models(names: Sequence[str]) -> tuple[str, ...]:

@@ -33,7 +33,6 @@ from models.workload import (
     OK,
     TIMED_OUT,
     Calibration,
-    Job,
     Verifier,
     background,
     draw_job,
@@ -226,7 +225,7 @@ def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float)
             latencies.record((r.ended_s - r.submitted_s) * 1000.0)
     counted = {r.job_index for r in in_window}
     problems = (
-        _lost_jobs(window, records) + _lost_updates(tally) + _unfinished(tally, jobs, verifier)
+        _lost_jobs(window, records) + _lost_updates(tally) + _unfinished(window, tally, verifier)
     )
     background = finished(tally.background)
     return {
@@ -279,7 +278,7 @@ def _lost_updates(tally: Tally) -> list[str]:
     return [f"stock updates were lost on {len(wrong)} products ({'; '.join(wrong[:3])})"]
 
 
-def _unfinished(tally: Tally, jobs: dict[int, Job], verifier: Verifier) -> list[str]:
+def _unfinished(window: Window, tally: Tally, verifier: Verifier) -> list[str]:
     """Background steps that never ended, or ended with a wrong result."""
     problems = []
     if len(tally.background) != len(tally.handed_off):
@@ -291,10 +290,11 @@ def _unfinished(tally: Tally, jobs: dict[int, Job], verifier: Verifier) -> list[
         r
         for r in finished(tally.background)
         if r.outcome != LOST
-        and r.job_index in jobs
         and not any(
             verifier.accepts_step(action, r.outcome, r.checksum)
-            for stage in jobs[r.job_index].stages
+            for stage in draw_job(
+                window.scenario, window.calibration, window.seed, r.job_index
+            ).stages
             for action in background(stage)
         )
     ]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from bench import api
 from bench.compare import compare_runs
+from bench.environment import usable_cores
 from bench.errors import BenchError, UsageError
 from bench.micro import run_micro
 from bench.point import PointSpec
@@ -19,6 +20,7 @@ from bench.report import build_report
 from bench.results import Point, load_results
 from bench.scenarios import describe_scenario, resolve_scenario
 from bench.service import run_service
+from bench.stats import bound_per_s
 from bench.summary import per_level
 from models import MODELS
 from models.scenarios import SCENARIOS
@@ -43,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--scenario", default="ecommerce", help="a built-in scenario (see `list`) or a .toml file"
     )
-    run.add_argument("--models", help="comma-separated models (default: all available)")
+    run.add_argument(
+        "--models", help="comma-separated models (default: the available ones not starred in list)"
+    )
     run.add_argument(
         "--concurrency",
         help="comma-separated jobs in flight "
@@ -225,16 +229,15 @@ def _run_dir(path: str) -> Path:
 
 
 def _list(args: argparse.Namespace) -> int:
-    print("models:")
+    print("models (* not run unless named in --models):")
     for name, model in MODELS.items():
         note = "" if model.available() else f"  (needs {model.requires})"
-        print(f"  {name:<10} {model.description}{note}")
-    print("scenarios (critical path, CPU per job, bound at N=1, from mean durations):")
+        print(f"  {name:<17}{' ' if model.default else '*'} {model.description}{note}")
+    print("scenarios (critical path, CPU per job, bound at N=1 on this machine; mean times):")
     for name, scenario in SCENARIOS.items():
-        critical_ms = scenario.critical_path_ms()
         print(
-            f"  {name:<10} {critical_ms:6.1f} ms  CPU {scenario.cpu_ms():4.1f} ms  "
-            f"{1000 / critical_ms:6.1f} jobs/s  {scenario.description}"
+            f"  {name:<10} {scenario.critical_path_ms():6.1f} ms  CPU {scenario.cpu_ms():4.1f} ms  "
+            f"{bound_per_s(scenario, 1, usable_cores()):6.1f} jobs/s  {scenario.description}"
         )
     return 0
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.summary import per_level
+from bench.summary import SERVICE_BUSY, per_level
 from bench.usl import fit_models
 
 # Within this share of the best throughput, two models count as tied.
@@ -41,6 +41,8 @@ def findings(
         ),
         *_degradation(ok),
         *_sync_latency(ok),
+        *_outcomes(ok),
+        *_service(ok),
         _largest_gap(ok, cores),
         *_scalability(points),
         *_runtime_costs(micro or []),
@@ -123,6 +125,42 @@ def _sync_latency(ok: pd.DataFrame) -> list[str]:
         f"N={last['concurrency']} ({last['latency_p99_ms'] / first['latency_p99_ms']:.0f}x), "
         f"while its throughput stays near {rows['throughput'].median():.1f} jobs/s: "
         "every user waits for all the others."
+    ]
+
+
+def _outcomes(ok: pd.DataFrame) -> list[str]:
+    """Where the most and the fewest jobs failed or timed out: a loaded runtime is late."""
+    sentences = []
+    for column, verb in (("timeouts", "timed out"), ("failed", "failed")):
+        share = ok[column].astype(float) / ok["jobs"].astype(float)
+        if not share.max() > 0:
+            continue
+        worst, best = (
+            ok.iloc[int(share.to_numpy().argmax())],
+            ok.iloc[int(share.to_numpy().argmin())],
+        )
+        sentences.append(
+            f"The most jobs {verb} with {worst['model']} at N={worst['concurrency']:.0f}: "
+            f"{share.max():.2%} of them; the fewest with {best['model']} at "
+            f"N={best['concurrency']:.0f}: {share.min():.2%}."
+        )
+    return sentences
+
+
+def _service(ok: pd.DataFrame) -> list[str]:
+    """How busy the latency service was: whether it, not a model, could have been the limit."""
+    busy = ok["service_cpu_util"].astype(float)
+    if busy.isna().all():
+        return []
+    top = ok.iloc[int(busy.fillna(-1.0).to_numpy().argmax())]
+    verdict = (
+        "so it may have been the limit there (see the warnings)"
+        if busy.max() > SERVICE_BUSY
+        else "so the models, not the service, set the pace"
+    )
+    return [
+        f"The latency service used at most {busy.max():.0%} of a core (during "
+        f"{top['model']} at N={top['concurrency']:.0f}), {verdict}."
     ]
 
 

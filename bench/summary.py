@@ -71,8 +71,9 @@ def point_warnings(row: dict[str, Any]) -> list[str]:
     if abs(littles_n - n) > LITTLE_TOLERANCE * n:
         found.append(
             f"Little's law gives {littles_n:.0f} jobs in flight, not N={n}: the window "
-            "caught the start-up transient (or the harness queued); a --warmup of about "
-            f"N / throughput = {n / row['throughput']:.1f} s reaches steady state"
+            "caught the start-up transient (or the harness queued); users join across the "
+            "warm-up, so lengthen --warmup by a few job cycles, 3 x N / throughput = "
+            f"{3 * n / max(row['throughput'], 1e-9):.1f} s"
         )
     return found
 

@@ -22,6 +22,8 @@ class Model:
     cap: Literal["threads", "processes"] | None = None  # which --max-* flag limits N
     requires: str | None = None  # a package that must be importable
     loop: str | None = None  # a module whose new_event_loop runs the model instead of asyncio's
+    backend: str | None = None  # the event loop an anyio model runs on
+    default: bool = True  # whether `bench run` runs it when no --models is given
 
     def available(self) -> bool:
         """Whether this platform can run the model."""
@@ -30,6 +32,8 @@ class Model:
     def runner(self) -> Callable[[Window], Tally]:
         """The model's `run` function, bound to its runtime."""
         run: Callable[..., Tally] = importlib.import_module(self.module).run
+        if self.backend is not None:
+            return functools.partial(run, backend=self.backend)
         if self.loop is not None:
             return functools.partial(
                 run, loop_factory=importlib.import_module(self.loop).new_event_loop
@@ -54,5 +58,27 @@ MODELS: dict[str, Model] = {
             loop="uvloop",
         ),
         Model("trio", "models.trio_model", "trio tasks in nurseries"),
+        Model(
+            "anyio-asyncio",
+            "models.anyio_model",
+            "the anyio model on asyncio's event loop",
+            backend="asyncio",
+            default=False,
+        ),
+        Model(
+            "anyio-uvloop",
+            "models.anyio_model",
+            "the anyio model on uvloop's event loop",
+            requires="uvloop",
+            backend="uvloop",
+            default=False,
+        ),
+        Model(
+            "anyio-trio",
+            "models.anyio_model",
+            "the anyio model on trio",
+            backend="trio",
+            default=False,
+        ),
     )
 }

@@ -126,7 +126,9 @@ def test_point_that_breaks_littles_law_is_flagged_with_the_warmup_it_needs() -> 
     point = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([10.0] * 100), "")
     assert point.row["status"] == "ok"
     assert "Little's law gives 1 jobs in flight, not N=2" in point.row["warning"]
-    assert "--warmup of about N / throughput = 0.0 s" in point.row["warning"]
+    assert (
+        "lengthen --warmup by a few job cycles, 3 x N / throughput = 0.1 s" in point.row["warning"]
+    )
     steady = sweep._measured(config(TINY, ("asyncio",)), spec, 2, summary_of([20.0] * 100), "")
     assert steady.row["warning"] == ""
 

@@ -1,0 +1,187 @@
+"""anyio: the async model written once against anyio, run on asyncio, uvloop or trio."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.buffered import BufferedByteStream
+
+from models.load import STOCK_START, Record, Tally, Window
+from models.wire import RESPONSE, encode_request
+from models.workload import (
+    OK,
+    Action,
+    Attempt,
+    Compute,
+    Job,
+    StepFailed,
+    Wait,
+    background,
+    combine,
+    compute,
+    foreground,
+)
+
+# anyio's name and options for each backend this model runs on.
+BACKENDS = {
+    "asyncio": ("asyncio", {}),
+    "uvloop": ("asyncio", {"use_uvloop": True}),
+    "trio": ("trio", {}),
+}
+
+
+@dataclass
+class Shared:
+    """What the tasks of a run share; one thread, so nothing here needs a lock of its own."""
+
+    window: Window
+    tally: Tally
+    locks: list[anyio.Lock]  # one per product
+    handed_off: TaskGroup  # background steps run here, outliving their jobs
+    idle: list[BufferedByteStream]  # the connection pool
+
+
+def run(window: Window, backend: str = "asyncio") -> Tally:
+    """Start the event loop of `backend` through anyio, run the window's jobs, let it finish."""
+    name, options = BACKENDS[backend]
+    return anyio.run(start_users, window, backend=name, backend_options=options)
+
+
+async def start_users(window: Window) -> Tally:
+    """Open the connections, start one task per user, wait for them and for background work."""
+    products = window.scenario.products()
+    take = itertools.count().__next__  # one thread: no lock needed
+    idle: list[BufferedByteStream] = []
+    try:
+        async with anyio.create_task_group() as handed_off:  # exits once background work ends
+            shared = Shared(
+                window,
+                Tally(stock=[STOCK_START] * products),
+                [anyio.Lock() for _ in range(products)],
+                handed_off,
+                idle,
+            )
+            if window.service is not None:
+                for _ in range(window.connections()):
+                    idle.append(BufferedByteStream(await anyio.connect_tcp(*window.service)))
+            window = window.start()
+            async with anyio.create_task_group() as users:
+                for user in range(window.concurrency):
+                    users.start_soon(serve, window, user, take, shared)
+    finally:
+        for stream in idle:
+            await stream.aclose()
+    return shared.tally
+
+
+async def serve(window: Window, user: int, take: Callable[[], int], shared: Shared) -> None:
+    """Join at this user's turn, then run jobs back to back until the window closes."""
+    await anyio.sleep(max(0.0, window.user_start_s(user) - time.perf_counter()))
+    while (job := window.job(take())) is not None:
+        started_s = time.perf_counter()
+        checksum, outcome = await run_job(job, shared)
+        record: Record = (job.index, started_s, started_s, time.perf_counter(), checksum, outcome)
+        shared.tally.records.append(record)
+
+
+async def run_job(job: Job, shared: Shared) -> tuple[int, int]:
+    """Run the stages in order; a stage that fails ends the job. Returns (checksum, outcome)."""
+    results = []
+    try:
+        for stage in job.stages:
+            results.append(await run_stage(stage, shared))
+    except Exception as error:
+        return 0, shared.tally.outcome(error)
+    return combine(results), OK
+
+
+async def run_stage(stage: tuple[Action, ...], shared: Shared) -> int:
+    """Hand off the background steps, run the first step in this task and the others in a task
+    group, at the same time."""
+    for action in background(stage):
+        shared.tally.handed_off.append(action.job)
+        shared.handed_off.start_soon(hand_off, action, shared)
+    steps = foreground(stage)
+    if len(steps) == 1:  # a task group costs a cancel scope; a lone step needs none
+        return combine([await run_step(steps[0], shared)])
+    results = [0] * len(steps)
+
+    async def step(i: int) -> None:
+        results[i] = await run_step(steps[i], shared)
+
+    async with anyio.create_task_group() as group:  # a failing step cancels the others
+        for i in range(1, len(steps)):
+            group.start_soon(step, i)
+        await step(0)
+    return combine(results)
+
+
+async def hand_off(action: Action, shared: Shared) -> None:
+    """Run a background step to its end and record how it ended."""
+    handed_s = time.perf_counter()
+    try:
+        checksum, outcome = await run_step(action, shared), OK
+    except Exception as error:
+        checksum, outcome = 0, shared.tally.outcome(error)
+    shared.tally.background.append(
+        (action.job, handed_s, handed_s, time.perf_counter(), checksum, outcome)
+    )
+
+
+async def run_step(action: Action, shared: Shared) -> int:
+    """Run one step; a step that updates stock reads, works and writes under its product's lock."""
+    if action.product is None:
+        return await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
+    async with shared.locks[action.product]:
+        level = shared.tally.stock[action.product]
+        result = await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
+        shared.tally.stock[action.product] = level - 1
+        shared.tally.sold.append(action.product)
+    return result
+
+
+async def run_attempts(wait: Wait, shared: Shared) -> int:
+    """Try until a try succeeds, pausing before each retry; the last try's error is the step's."""
+    for attempt, retry in itertools.pairwise(wait.attempts):
+        with contextlib.suppress(StepFailed, TimeoutError):
+            return await do_io(wait, attempt, shared)
+        shared.tally.retried.append(wait.job)
+        await anyio.sleep(retry.backoff_s)
+    return await do_io(wait, wait.attempts[-1], shared)
+
+
+async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
+    """One try: a round trip on a pooled stream (or anyio's timer), cancelled at the timeout
+    (`fail_after` raises TimeoutError). Returns the response's size."""
+    with anyio.fail_after(wait.timeout_s):
+        if shared.window.service is None:
+            await anyio.sleep(attempt.seconds)
+            failed, size = attempt.fails, wait.response_bytes
+        else:
+            stream = (
+                shared.idle.pop()
+                if shared.idle
+                else BufferedByteStream(await anyio.connect_tcp(*shared.window.service))
+            )
+            try:
+                await stream.send(encode_request(wait, attempt))
+                failed, size = RESPONSE.unpack(await stream.receive_exactly(RESPONSE.size))
+                await stream.receive_exactly(size)
+            except BaseException:  # cancelled or broken mid-request: the answer may still come
+                await anyio.aclose_forcefully(stream)
+                raise
+            shared.idle.append(stream)
+    if failed:
+        raise StepFailed
+    return size
+
+
+def do_cpu(work: Compute) -> int:
+    """Compute on the loop's thread: no other task runs meanwhile."""
+    return compute(work)
