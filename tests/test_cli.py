@@ -100,7 +100,7 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     with (run_dir / "points.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == POINT_COLUMNS
-    available = [m for m, info in MODELS.items() if info.available()]
+    available = [m for m, info in MODELS.items() if info.default and info.available()]
     assert [(r["model"], r["concurrency"]) for r in rows] == [
         (m, n) for m in available for n in ("1", "16")
     ]
