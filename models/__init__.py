@@ -59,6 +59,11 @@ MODELS: dict[str, Model] = {
         ),
         Model("trio", "models.trio_model", "trio tasks in nurseries"),
         Model(
+            "processes-asyncio",
+            "models.processes_asyncio_model",
+            "one asyncio loop (uvloop where installed) per core, N/P jobs each",
+        ),
+        Model(
             "anyio-asyncio",
             "models.anyio_model",
             "the anyio model on asyncio's event loop",

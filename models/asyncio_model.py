@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
-from models.load import STOCK_START, Record, Tally, Window
+from models.load import STOCK_START, Part, Record, Tally, Window
 from models.wire import RESPONSE, encode_request
 from models.workload import (
     OK,
@@ -34,39 +35,49 @@ class Shared:
 
     window: Window
     tally: Tally
-    locks: list[asyncio.Lock]  # one per product
+    locks: Sequence[AbstractAsyncContextManager[object]]  # one per product
+    stock: MutableSequence[int]  # each product's stock, guarded by its lock
     idle: list[Connection] = field(default_factory=list)  # the connection pool
     handed_off: set[asyncio.Task[None]] = field(default_factory=set)  # background steps
 
 
 def run(
-    window: Window, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    window: Window,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    part: Part | None = None,
 ) -> Tally:
-    """Start the event loop (uvloop's, given its factory), run the window's jobs, close it."""
+    """Start the event loop (uvloop's, given its factory), run the window's jobs (or this
+    process's part of them), close it."""
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(start_users(window))
+        return runner.run(start_users(window, part))
 
 
-async def start_users(window: Window) -> Tally:
+async def start_users(window: Window, part: Part | None = None) -> Tally:
     """Open the connections, start one task per user, wait for them and for background work."""
-    products = window.scenario.products()
-    shared = Shared(
-        window, Tally(stock=[STOCK_START] * products), [asyncio.Lock() for _ in range(products)]
-    )
-    take = itertools.count().__next__  # one thread: no lock needed
+    if part is None:  # the whole run, in this process
+        products = window.scenario.products()
+        part = Part(
+            range(window.concurrency),
+            itertools.count().__next__,  # one thread: no lock needed
+            lambda: None,  # no one to wait for: start now
+            [asyncio.Lock() for _ in range(products)],
+            [STOCK_START] * products,
+        )
+    shared = Shared(window, Tally(), part.locks, part.stock)
     if window.service is not None:
-        for _ in range(window.connections()):
+        for _ in range(len(part.users) * window.scenario.max_io_width()):
             shared.idle.append(await asyncio.open_connection(*window.service))
-    window = window.start()
+    window = window.start(at_s=part.start())
     try:
         async with asyncio.TaskGroup() as users:
-            for user in range(window.concurrency):
-                users.create_task(serve(window, user, take, shared))
+            for user in part.users:
+                users.create_task(serve(window, user, part.take, shared))
         while shared.handed_off:  # the background work must end before the point does
             await asyncio.wait(shared.handed_off)
     finally:
         for _, writer in shared.idle:
             writer.close()
+    shared.tally.stock = list(part.stock)
     return shared.tally
 
 
@@ -124,9 +135,9 @@ async def run_step(action: Action, shared: Shared) -> int:
     if action.product is None:
         return await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
     async with shared.locks[action.product]:
-        level = shared.tally.stock[action.product]
+        level = shared.stock[action.product]
         result = await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
-        shared.tally.stock[action.product] = level - 1
+        shared.stock[action.product] = level - 1
         shared.tally.sold.append(action.product)
     return result
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections.abc import Callable, MutableSequence, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -83,6 +85,17 @@ class Tally:
         self.retried += other.retried
         self.sold += other.sold
         self.errors += other.errors[: _KEPT_ERRORS - len(self.errors)]
+
+
+@dataclass(frozen=True)
+class Part:
+    """The users one of several processes serves, and what those processes share."""
+
+    users: range
+    take: Callable[[], int]  # the next job's index, across the processes
+    start: Callable[[], float | None]  # waits for the other processes; the run's start
+    locks: Sequence[AbstractAsyncContextManager[object]]  # one per product, across processes
+    stock: MutableSequence[int]  # in shared memory
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,17 @@ import concurrent.futures
 import contextlib
 import itertools
 import multiprocessing
-import threading
 import time
 from collections.abc import MutableSequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
-from multiprocessing.queues import SimpleQueue
-from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Barrier, Lock
+from multiprocessing.synchronize import Lock
 from typing import Final
 
 from models.load import STOCK_START, Record, Tally, Window
 from models.wire import SleepTransport, TcpTransport, open_transport
+from models.workers import Crew, run_workers
 from models.workload import (
     OK,
     Action,
@@ -36,9 +34,6 @@ from models.workload import (
 # forkserver: workers fork from a clean, pre-imported server, fast and without the
 # hazards of forking a process that has threads.
 START_METHOD: Final = "forkserver"
-# Long enough for 64 workers to start on a loaded 2-core machine; a worker that never
-# arrives breaks the barrier instead of hanging the point.
-_START_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -70,52 +65,19 @@ def start_users(
     window: Window, context: ForkServerContext, locks: list[Lock], stock: MutableSequence[int]
 ) -> Tally:
     """Start one process per user, start the clock once all are up, gather their tallies."""
-    counter: Synchronized[int] = context.Value("q", 0)
-    started: Synchronized[float] = context.Value("d", 0.0)
-    ready = context.Barrier(window.concurrency + 1)
-    results: SimpleQueue[Tally | Exception] = context.SimpleQueue()
-    users = [
-        # Daemons: if one worker fails, the others must not keep the point alive.
-        context.Process(
-            target=serve,
-            args=(window, user, counter, started, ready, results, locks, stock),
-            daemon=True,
-        )
-        for user in range(window.concurrency)
-    ]
-    for user in users:
-        user.start()
-    with contextlib.suppress(threading.BrokenBarrierError):  # a worker failed: its error follows
-        ready.wait(_START_TIMEOUT_S)  # every worker is up, connected and idle
-        started.value = window.start().started_s
-        ready.wait(_START_TIMEOUT_S)  # ... and now they go
-    tally = Tally()
-    for _ in users:
-        outcome = results.get()
-        if isinstance(outcome, Exception):
-            for user in users:
-                user.terminate()
-            raise outcome
-        tally.merge(outcome)
-    for user in users:
-        user.join()
-    return tally
+    crew = Crew(context, window.concurrency)
+    users = [(window, user, locks, stock) for user in range(window.concurrency)]
+    return run_workers(window, context, crew, serve, users)
 
 
 def serve(
-    window: Window,
-    user: int,
-    counter: Synchronized[int],
-    started: Synchronized[float],
-    ready: Barrier,
-    results: SimpleQueue[Tally | Exception],
-    locks: list[Lock],
-    stock: MutableSequence[int],
+    crew: Crew, window: Window, user: int, locks: list[Lock], stock: MutableSequence[int]
 ) -> None:
     """In a worker process: join at this user's turn, run jobs back to back until the window
     closes, wait for this worker's background work, then report."""
-    tally = Tally()
-    try:
+
+    def work() -> Tally:
+        tally = Tally()
         transport = open_transport(window.service, window.scenario.max_io_width())
         extra_steps = window.scenario.max_width() - 1
         with (
@@ -123,18 +85,9 @@ def serve(
             ThreadPoolExecutor(max(1, window.scenario.background_steps())) as later,
         ):
             shared = Shared(window, tally, locks, stock, transport, steps, later)
-            ready.wait(_START_TIMEOUT_S)
-            ready.wait(_START_TIMEOUT_S)
-            window = window.start(at_s=started.value)
-            time.sleep(max(0.0, window.user_start_s(user) - time.perf_counter()))
-
-            def take() -> int:
-                with counter.get_lock():
-                    index: int = counter.value
-                    counter.value = index + 1
-                return index
-
-            while (job := window.job(take())) is not None:
+            started = window.start(at_s=crew.start())
+            time.sleep(max(0.0, started.user_start_s(user) - time.perf_counter()))
+            while (job := started.job(crew.take())) is not None:
                 started_s = time.perf_counter()
                 checksum, outcome = run_job(job, shared)
                 record: Record = (
@@ -147,11 +100,9 @@ def serve(
                 )
                 tally.records.append(record)
         transport.close()
-    except Exception as exc:  # the parent is waiting for this worker's tally
-        ready.abort()
-        results.put(exc)
-        raise
-    results.put(tally)
+        return tally
+
+    crew.report(work)
 
 
 def run_job(job: Job, shared: Shared) -> tuple[int, int]:
