@@ -17,7 +17,7 @@ from bench import plots
 from bench.findings import findings
 from bench.results import Results, load_results, write_atomically
 from bench.scenarios import describe_step
-from bench.summary import per_level
+from bench.summary import per_level, twin_ratios
 from bench.usl import fit_models
 
 _TABLE_COLUMNS = (
@@ -120,6 +120,7 @@ def render(results: Results) -> str:
         "of the mean, across repeats.</p>",
         _table(_levels(results), _LEVEL_COLUMNS),
         "</section>",
+        *_twins_html(results),
         "<section id='usl'><h2>Scalability fits (Universal Scalability Law)</h2>",
         "<p>X(N) = &lambda;N / (1 + &sigma;(N&minus;1) + &kappa;N(N&minus;1)): &sigma; is the "
         "share of each job that serialises (a lock, the GIL, one event loop), &kappa; the cost "
@@ -190,6 +191,28 @@ def _levels(results: Results) -> list[dict[Hashable, Any]]:
             low, high = r[f"{column}_ci_low"], r[f"{column}_ci_high"]
             r[f"{column}_ci"] = "" if math.isnan(low) else f"{_format(low)} - {_format(high)}"
     return records
+
+
+def _twins_html(results: Results) -> list[str]:
+    ratios = twin_ratios(per_level(results.points))
+    if ratios.empty:
+        return []
+    rows = [
+        "<section id='twins'><h2>The price of an abstraction</h2>",
+        "<p>Each wrapped model beside the native model it runs on, level by level: throughput "
+        "and p99 latency over the native model's (medians). Below 1 in throughput, above 1 in "
+        "p99: what the layer costs.</p>",
+        "<table><tr><th>model</th><th>on</th><th>N</th><th>throughput ratio</th>"
+        "<th>p99 ratio</th></tr>",
+    ]
+    rows.extend(
+        f"<tr><td class=text>{_e(r['model'])}</td><td class=text>{_e(r['twin'])}</td>"
+        f"<td>{_e(r['concurrency'])}</td><td>{r['throughput_ratio']:.2f}</td>"
+        f"<td>{r['p99_ratio']:.2f}</td></tr>"
+        for r in ratios.to_dict("records")
+    )
+    rows.append("</table></section>")
+    return rows
 
 
 def _micro_table(micro: list[dict[str, Any]] | None) -> str:

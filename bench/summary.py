@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from bench.results import POINT_COLUMNS, TEXT_COLUMNS
+from models import MODELS
 
 # Throughput varying this much between repeats means the machine, not the model, moved it.
 CV_WARNING = 0.10
@@ -115,3 +116,30 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
         row["warning"] = "; ".join(warnings)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def twin_ratios(levels: pd.DataFrame) -> pd.DataFrame:
+    """For every model that wraps a native twin (anyio on asyncio, ...) and every level both
+    ran: its throughput and p99 over the twin's, from the per-level medians (`per_level`)."""
+    ok = {
+        (str(r["model"]), int(r["concurrency"])): r
+        for r in levels[levels["status"] == "ok"].to_dict("records")
+    }
+    rows = []
+    for (model, level), row in ok.items():
+        twin = MODELS[model].twin if model in MODELS else None
+        native = ok.get((twin or "", level))
+        if twin is None or native is None:
+            continue
+        rows.append(
+            {
+                "model": model,
+                "twin": twin,
+                "concurrency": level,
+                "throughput_ratio": row["throughput"] / native["throughput"],
+                "p99_ratio": row["latency_p99_ms"] / native["latency_p99_ms"],
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["model", "twin", "concurrency", "throughput_ratio", "p99_ratio"]
+    )

@@ -24,6 +24,7 @@ class Model:
     loop: str | None = None  # a module whose new_event_loop runs the model instead of asyncio's
     backend: str | None = None  # the event loop an anyio model runs on
     default: bool = True  # whether `bench run` runs it when no --models is given
+    twin: str | None = None  # the native model this one wraps: the report shows the price
 
     def available(self) -> bool:
         """Whether this platform can run the model."""
@@ -69,6 +70,7 @@ MODELS: dict[str, Model] = {
             "the anyio model on asyncio's event loop",
             backend="asyncio",
             default=False,
+            twin="asyncio",
         ),
         Model(
             "anyio-uvloop",
@@ -77,6 +79,7 @@ MODELS: dict[str, Model] = {
             requires="uvloop",
             backend="uvloop",
             default=False,
+            twin="uvloop",
         ),
         Model(
             "anyio-trio",
@@ -84,6 +87,7 @@ MODELS: dict[str, Model] = {
             "the anyio model on trio",
             backend="trio",
             default=False,
+            twin="trio",
         ),
     )
 }

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.results import POINT_COLUMNS
-from bench.summary import coefficient_of_variation, mean_ci, per_level
+from bench.summary import coefficient_of_variation, mean_ci, per_level, twin_ratios
 
 samples = st.lists(st.floats(min_value=1.0, max_value=1e5), min_size=2, max_size=30)
 
@@ -89,3 +89,17 @@ def test_a_busy_service_is_flagged_as_the_possible_limit() -> None:
     busy = rows([100.0, 100.0, 100.0]).assign(service_cpu_util=0.95)
     (level,) = per_level(busy).to_dict("records")
     assert level["warning"].startswith("the latency service used 95% of a core")
+
+
+def test_a_wrapped_model_is_set_beside_its_native_twin() -> None:
+    native = rows([200.0]).assign(model="asyncio", latency_p99_ms=10.0)
+    wrapped = rows([150.0]).assign(model="anyio-asyncio", latency_p99_ms=15.0)
+    alone = rows([90.0]).assign(model="anyio-trio")  # its twin did not run: no ratio
+    (ratio,) = twin_ratios(per_level(pd.concat([native, wrapped, alone]))).to_dict("records")
+    assert ratio == {
+        "model": "anyio-asyncio",
+        "twin": "asyncio",
+        "concurrency": 8,
+        "throughput_ratio": 0.75,
+        "p99_ratio": 1.5,
+    }
