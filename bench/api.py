@@ -30,7 +30,7 @@ from bench.scenarios import resolve_scenario, scenario_to_dict
 from bench.service import LocalService, Service, check_reachable
 from bench.sweep import SweepConfig, run_sweep
 from models import MODELS
-from models.workload import calibrate
+from models.workload import Scenario, calibrate
 
 # Sized so that a full run (6 models x 4 levels x 3 repeats) ends within 5 minutes on 2 cores,
 # with levels low enough to reach steady state in that time: past N=128 a 2 s window on a
@@ -47,6 +47,12 @@ MICRO_SCALE = 0.2
 # raise --max-threads to go further.
 DEFAULT_MAX_THREADS = 1024
 TRANSPORTS = ("tcp", "sleep")
+LOADS = ("closed", "open")
+ARRIVALS = ("constant", "poisson")
+# Open load: the in-flight cap, high enough that the async models' knees are theirs, not the cap's.
+DEFAULT_OPEN_CONCURRENCY = (1000,)
+# The default p99 target of `--rate auto`, in critical paths of the job.
+DEFAULT_SLO_PATHS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +78,10 @@ def run(
     max_threads: int = DEFAULT_MAX_THREADS,
     transport: str = "tcp",
     service: str | None = None,
+    load: str = "closed",
+    rate: Sequence[float] | str | None = None,
+    arrivals: str = "constant",
+    slo_ms: float | None = None,
     quick: bool = False,
     timeout_s: float | None = None,
     command: Sequence[str] = (),
@@ -82,14 +92,20 @@ def run(
     `quick` shortens the defaults (N=1,16, 0.3 s warm-up, 1 s window, one repeat).
     With `transport="tcp"` jobs make real round trips to a latency service: `service`
     ("HOST:PORT") if given, else one the run starts for itself.
+    `load="open"` offers jobs at each `rate` (jobs per second, or "auto" to search each model's
+    knee against `slo_ms`), with `concurrency` as the in-flight cap.
     Raises `BenchError` for bad arguments, before anything runs.
     """
     address = check_transport(transport, service)
+    rates = check_rates(load, rate, arrivals)
+    scenario_spec = resolve_scenario(scenario)
+    slo = _check_slo(slo_ms, scenario_spec)
+    default_levels = DEFAULT_OPEN_CONCURRENCY if load == "open" else DEFAULT_CONCURRENCY
     config = SweepConfig(
-        scenario=resolve_scenario(scenario),
+        scenario=scenario_spec,
         models=check_models(models if models is not None else _default_models()),
         concurrency=check_concurrency(
-            concurrency or (QUICK_CONCURRENCY if quick else DEFAULT_CONCURRENCY)
+            concurrency or (QUICK_CONCURRENCY if quick and load == "closed" else default_levels)
         ),
         warmup_s=_check_seconds(
             "--warmup",
@@ -113,6 +129,10 @@ def run(
         transport=transport,
         local_service=address is None,
         timeout_s=timeout_s,
+        load=load,
+        rates=rates,
+        arrivals=arrivals,
+        slo_ms=slo,
     )
     progress = progress or Progress()
     now = dt.datetime.now().astimezone()
@@ -134,7 +154,12 @@ def run(
         "calibration": dataclasses.asdict(calibration),
         "micro": micro,
         "config": {
-            "load": "closed",
+            "load": load,
+            "rates": list(rates)
+            if load == "open" and rates
+            else ("auto" if load == "open" else None),
+            "arrivals": arrivals if load == "open" else None,
+            "slo_ms": slo if load == "open" else None,
             "transport": config.transport,
             "service": service if service else ("local" if transport == "tcp" else None),
             "models": list(config.models),
@@ -209,6 +234,37 @@ def check_concurrency(levels: Sequence[int]) -> tuple[int, ...]:
         if level < 1:
             raise UsageError(f"concurrency {level} is not positive; give levels of 1 or more")
     return tuple(dict.fromkeys(levels))
+
+
+def check_rates(load: str, rate: Sequence[float] | str | None, arrivals: str) -> tuple[float, ...]:
+    """The offered rates of an open load (() for `auto`), checked against the load."""
+    if load not in LOADS:
+        raise UnknownNameError(f"unknown load {load!r}; choose from: {', '.join(LOADS)}")
+    if arrivals not in ARRIVALS:
+        raise UnknownNameError(f"unknown arrivals {arrivals!r}; choose from: {', '.join(ARRIVALS)}")
+    if load == "closed":
+        if rate is not None:
+            raise UsageError("--rate needs --load open: a closed load has no arrival rate")
+        return ()
+    if rate is None:
+        raise UsageError("--load open needs --rate R1,R2,... (jobs per second) or --rate auto")
+    if rate == "auto":
+        return ()
+    if isinstance(rate, str):
+        raise UsageError(f"--rate {rate!r} is not a list of rates or auto")
+    for value in rate:
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"rate {value!r} is not positive; give jobs per second above 0")
+    return tuple(dict.fromkeys(float(value) for value in rate))
+
+
+def _check_slo(slo_ms: float | None, scenario: Scenario) -> float:
+    """The p99 target of `--rate auto`: by default 10 x the job's critical path."""
+    if slo_ms is None:
+        return DEFAULT_SLO_PATHS * scenario.critical_path_ms()
+    if not (math.isfinite(slo_ms) and slo_ms > 0):
+        raise UsageError(f"--slo-ms {slo_ms!r} is not valid; give milliseconds above 0")
+    return slo_ms
 
 
 def check_transport(transport: str, service: str | None) -> tuple[str, int] | None:

@@ -7,6 +7,7 @@ dependencies (no pandas, no matplotlib), so it can run under another interpreter
 
 from __future__ import annotations
 
+import bisect
 import collections
 import contextlib
 import json
@@ -26,7 +27,7 @@ import psutil
 from bench.scenarios import scenario_from_dict
 from bench.stats import Histogram
 from models import MODELS
-from models.load import STOCK_START, Finished, Tally, Window, finished
+from models.load import STOCK_START, Finished, Tally, Window, arrivals, finished
 from models.workload import (
     FAILED,
     LOST,
@@ -41,6 +42,9 @@ from models.workload import (
 # Peak RSS is sampled, not tracked: often enough to catch a peak that lasts, rarely enough that
 # the monitor's own reads stay a small part of the tree's CPU.
 _SAMPLE_PERIOD_S = 0.2
+# A job that starts later than this after it was due, with a user free, started late; epoll
+# waits in whole milliseconds, so a timer may fire up to 1 ms late with nothing wrong.
+LATE_START_S = 0.002
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -188,6 +192,11 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         max_jobs=spec.get("max_jobs"),
         announce_fd=announce_write,
         service=None if service is None else (service[0], service[1]),
+        arrivals=None
+        if spec.get("rate") is None
+        else arrivals(
+            spec["rate"], spec["warmup_s"] + spec["duration_s"], spec["arrivals"], spec["seed"]
+        ),
     )
     run = MODELS[spec["model"]].runner()
     monitor = TreeMonitor(
@@ -199,12 +208,16 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     monitor.finished.set()
     os.close(announce_write)  # unblocks the monitor if the window never started
     monitor.join()
-    return summarize(window, tally, monitor.usage, returned_s)
+    slots = 1 if MODELS[spec["model"]].one_at_a_time else window.concurrency
+    return summarize(window, tally, monitor.usage, returned_s, slots)
 
 
-def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float) -> dict[str, Any]:
-    """Count, verify and time the jobs that ended inside the measured window; check that no job
-    was lost, no stock update was lost and every background step ended."""
+def summarize(
+    window: Window, tally: Tally, usage: TreeUsage, returned_s: float, slots: int = 0
+) -> dict[str, Any]:
+    """Count, verify and time the jobs of the measured window; check that no job was lost, no
+    stock update was lost and every background step ended. `slots`: how many jobs the model
+    serves at once (default N)."""
     measure_s = usage.started_s + window.warmup_s
     stop_s = min(measure_s + window.duration_s, returned_s)
     records = finished(tally.records)
@@ -218,11 +231,16 @@ def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float)
         for r in records
         if r.outcome == LOST or not verifier.accepts(jobs[r.job_index], r.outcome, r.checksum)
     }
-    in_window = [r for r in records if measure_s <= r.ended_s < stop_s]
-    latencies = Histogram()
+    ended = [r for r in records if measure_s <= r.ended_s < stop_s]
+    # Closed load: the jobs that ended in the window. Open load: the jobs due in it, every one
+    # of them, however late it ended: a stalled model cannot hide its queue.
+    in_window = ended if window.arrivals is None else _due_in(records, measure_s, stop_s)
+    latencies, service, queue = Histogram(), Histogram(), Histogram()
     for r in in_window:
         if r.job_index not in bad:
             latencies.record((r.ended_s - r.submitted_s) * 1000.0)
+            service.record((r.ended_s - r.started_s) * 1000.0)
+            queue.record((r.started_s - r.submitted_s) * 1000.0)
     counted = {r.job_index for r in in_window}
     problems = (
         _lost_jobs(window, records) + _lost_updates(tally) + _unfinished(window, tally, verifier)
@@ -233,6 +251,7 @@ def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float)
         "completed": sum(r.outcome == OK for r in records) - len(bad),
         "jobs": len(in_window),
         "ok": sum(r.outcome == OK and r.job_index not in bad for r in in_window),
+        "served": sum(r.outcome == OK and r.job_index not in bad for r in ended),
         "failed": sum(r.outcome == FAILED and r.job_index not in bad for r in in_window),
         "timeouts": sum(r.outcome == TIMED_OUT and r.job_index not in bad for r in in_window),
         "errors": sum(r.job_index in bad for r in in_window),
@@ -249,7 +268,37 @@ def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float)
         "rss_peak_mb": usage.rss_peak_mb,
         "problems": problems,
         "histogram": latencies.to_dict(),
+        "service_histogram": service.to_dict(),
+        "queue_histogram": queue.to_dict(),
+        "late_starts": _late_starts(in_window, records, slots or window.concurrency),
+        "unserved": _unserved(window, usage.started_s, measure_s, stop_s, len(in_window)),
     }
+
+
+def _due_in(records: list[Finished], measure_s: float, stop_s: float) -> list[Finished]:
+    return [r for r in records if measure_s <= r.submitted_s < stop_s]
+
+
+def _unserved(
+    window: Window, started_s: float, measure_s: float, stop_s: float, served: int
+) -> int:
+    """Open load: jobs due in the window that never ran (the queue outlasted the drain)."""
+    if window.arrivals is None:
+        return 0
+    return sum(measure_s <= started_s + at < stop_s for at in window.arrivals) - served
+
+
+def _late_starts(jobs: list[Finished], records: list[Finished], slots: int) -> int:
+    """Jobs that started over LATE_START_S after they were due although a user was free then:
+    the runtime, not the queue, made them wait (its timer or loop ran late)."""
+    starts = sorted(r.started_s for r in records)
+    ends = sorted(r.ended_s for r in records)
+    return sum(
+        r.started_s - r.submitted_s > LATE_START_S
+        and bisect.bisect_right(starts, r.submitted_s) - bisect.bisect_right(ends, r.submitted_s)
+        < slots
+        for r in jobs
+    )
 
 
 def _lost_jobs(window: Window, records: list[Finished]) -> list[str]:

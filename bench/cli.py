@@ -54,6 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {_join(api.DEFAULT_CONCURRENCY)}; --quick: {_join(api.QUICK_CONCURRENCY)})",
     )
     run.add_argument(
+        "--load",
+        default="closed",
+        help="closed (N jobs in flight, default) or open (jobs arrive at --rate, N is the cap)",
+    )
+    run.add_argument(
+        "--rate",
+        help="open load: comma-separated jobs per second, or auto (find each model's knee)",
+    )
+    run.add_argument(
+        "--arrivals", default="constant", help="open load: constant (default) or poisson"
+    )
+    run.add_argument(
+        "--slo-ms",
+        type=float,
+        help="open load: the p99 target of --rate auto (default 10 x the critical path)",
+    )
+    run.add_argument(
         "--transport",
         default="tcp",
         help="how jobs wait: tcp (round trips to the latency service, default) or sleep "
@@ -161,6 +178,10 @@ def _run(args: argparse.Namespace) -> int:
             max_threads=args.max_threads,
             transport=args.transport,
             service=args.service,
+            load=args.load,
+            rate=_parse_rates(args.rate) if args.rate is not None else None,
+            arrivals=args.arrivals,
+            slo_ms=args.slo_ms,
             quick=args.quick,
             command=["python", "-m", "bench", *sys.argv[1:]],
             progress=display.progress(),
@@ -285,6 +306,21 @@ def _parse_levels(text: str) -> list[int]:
     return levels
 
 
+def _parse_rates(text: str) -> list[float] | str:
+    if text.strip() == "auto":
+        return "auto"
+    rates = []
+    for part in text.split(","):
+        try:
+            rates.append(float(part))
+        except ValueError:
+            raise UsageError(
+                f"--rate {text!r}: {part.strip()!r} is not a number; "
+                "give jobs per second such as 100,200,400, or auto"
+            ) from None
+    return rates
+
+
 def _join(levels: Sequence[int]) -> str:
     return ",".join(map(str, levels))
 
@@ -293,6 +329,7 @@ def _join(levels: Sequence[int]) -> str:
 _COLUMNS = (
     ("model", "model", "{}", None),
     ("N", "concurrency", "{}", None),
+    ("rate/s", "rate", "{:g}", None),
     ("status", "status", "{}", None),
     ("runs", "repeats", "{}", None),
     ("jobs/s", "throughput", "{:.1f}", max),
@@ -353,7 +390,7 @@ class _Display:
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
             )
-            self._task = self._bar.add_task("starting", total=total)
+            self._task = self._bar.add_task("starting", total=total or None)  # 0: unknown
             self._bar.start()
 
     def _start(self, i: int, total: int, spec: PointSpec) -> None:
@@ -376,7 +413,9 @@ class _Display:
             text = f"{row['status']}: {row['reason']}"
         if row.get("warning"):
             text += f" (warning: {row['warning']})"
-        line = f"[{self.done}/{self.total}] {row['model']} N={row['concurrency']}: {text}"
+        rate = "" if row.get("rate") is None else f" at {row['rate']:g}/s"
+        of = f"/{self.total}" if self.total else ""
+        line = f"[{self.done}{of}] {row['model']} N={row['concurrency']}{rate}: {text}"
         if self._bar is not None:
             self._bar.console.print(line, highlight=False, markup=False)
             self._bar.advance(self._task)
@@ -396,11 +435,17 @@ class _Display:
         for record in records:
             low, high = record["throughput_ci_low"], record["throughput_ci_high"]
             record["throughput_ci"] = "" if math.isnan(low) else f"{low:.1f}-{high:.1f}"
-        headers = [title for title, _, _, _ in _COLUMNS]
-        rows = [[_cell(r, column, fmt) for _, column, fmt, _ in _COLUMNS] for r in records]
-        best = _best_cells(records)
+        open_load = any(r.get("load") == "open" for r in records)
+        columns = [c for c in _COLUMNS if open_load or c[1] != "rate"]
+        headers = [title for title, _, _, _ in columns]
+        rows = [[_cell(r, column, fmt) for _, column, fmt, _ in columns] for r in records]
+        best = _best_cells(records, columns)
         warnings = [
-            f"{r['model']} N={r['concurrency']}: {r['warning']}" for r in records if r["warning"]
+            f"{r['model']} N={r['concurrency']}"
+            + ("" if r.get("load") != "open" else f" at {r['rate']:g}/s")
+            + f": {r['warning']}"
+            for r in records
+            if r["warning"]
         ]
         if self.plain:
             marked = [
@@ -430,10 +475,12 @@ class _Display:
             print(f"warning: {warning}")
 
 
-def _best_cells(records: list[dict[str, Any]]) -> set[tuple[int, int]]:
+def _best_cells(
+    records: list[dict[str, Any]], columns: list[tuple[str, str, str, Any]]
+) -> set[tuple[int, int]]:
     """(row, column) of the best ok value in each column that has a best."""
     cells = set()
-    for k, (_, column, _, pick) in enumerate(_COLUMNS):
+    for k, (_, column, _, pick) in enumerate(columns):
         if pick is None:
             continue
         values = [(rec[column], r) for r, rec in enumerate(records) if rec["status"] == "ok"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.summary import SERVICE_BUSY, per_level
+from bench.summary import LATE_SHARE, SERVICE_BUSY, knees, per_level
 from bench.usl import fit_models
 
 # Within this share of the best throughput, two models count as tied.
@@ -242,5 +242,36 @@ def _not_measured(points: pd.DataFrame) -> list[str]:
     missing = points[points["status"] != "ok"]
     if missing.empty:
         return []
-    listed = ", ".join(f"{r.model} N={r.concurrency} ({r.status})" for r in missing.itertuples())
+    listed = ", ".join(
+        f"{r['model']} N={r['concurrency']}"
+        + ("" if pd.isna(r["rate"]) else f" at {r['rate']:g}/s")
+        + f" ({r['status']})"
+        for r in missing.to_dict("records")
+    )
     return [f"Not measured: {listed}; the table gives each reason."]
+
+
+def open_findings(points: pd.DataFrame, slo_ms: float) -> list[str]:
+    """Open load: each model's knee (the highest offered rate whose p99 kept within the SLO),
+    best first, and where the load generator fell behind."""
+    levels = per_level(points)
+    found = knees(levels, slo_ms)
+    if not found:
+        return ["No open-load point was measured; see the table for reasons."]
+    ranked = sorted(found.items(), key=lambda item: -(item[1] or 0.0))
+    sentences = [
+        f"Knees (the highest offered rate with p99 within {slo_ms:g} ms and at most 1% errors): "
+        + "; ".join(
+            f"{model} (N={cap}) {'none met it' if knee is None else f'{knee:g} jobs/s'}"
+            for (model, cap), knee in ranked
+        )
+        + "."
+    ]
+    late = levels[levels["late_starts"].astype(float) > LATE_SHARE * levels["jobs"].astype(float)]
+    if len(late):
+        sentences.append(
+            "The load fell behind its schedule (jobs started late with a user free) for "
+            + _and([f"{r['model']} at {r['rate']:g}/s" for r in late.to_dict("records")])
+            + ": their runtime's timers ran late, and the latency counts it."
+        )
+    return [*sentences, *_not_measured(levels)]

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bench.results import Results
-from bench.summary import per_level
+from bench.summary import knees, per_level
 from bench.usl import fit_models
 
 _PALETTE = {
@@ -27,8 +27,12 @@ _PALETTE = {
     "asyncio": "#2ca02c",
     "uvloop": "#17becf",
     "trio": "#9467bd",
+    "processes-asyncio": "#d62728",
+    "anyio-asyncio": "#98df8a",
+    "anyio-uvloop": "#9edae5",
+    "anyio-trio": "#c5b0d5",
 }
-_EXTRA = ("#8c564b", "#e377c2", "#bcbd22", "#d62728")
+_EXTRA = ("#8c564b", "#e377c2", "#bcbd22", "#393b79")
 SPECTRUM_PERCENTILES = (0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99)
 
 
@@ -250,4 +254,52 @@ def spectrum(results: Results, concurrency: int | None = None) -> Figure:
     ax.set_title(f"Latency by percentile at N={level}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
+    return fig
+
+
+def open_load(data: Results | pd.DataFrame, slo_ms: float) -> Figure:
+    """Open load: p50 and p99 latency vs offered rate, the SLO and each model's knee (the
+    highest rate within it); and the rate each model served vs the rate offered."""
+    points = _points(data)
+    points = points[points["load"] == "open"]
+    fig, (ax, served) = _subplots(1, 2, figsize=(11, 4.4))
+    found = knees(points, slo_ms)
+    for model in _models(points):
+        rows = points[points["model"] == model].sort_values("rate")
+        ok = rows[rows["status"] == "ok"]
+        colour = model_colour(model)
+        ax.plot(ok["rate"], ok["latency_p99_ms"], "-o", color=colour, label=f"{model} p99", ms=4)
+        ax.plot(ok["rate"], ok["latency_p50_ms"], ":", color=colour, linewidth=1)
+        served.plot(ok["rate"], ok["throughput"], "-o", color=colour, label=model, ms=4)
+        for (name, _), knee in found.items():
+            if name == model and knee is not None:
+                ax.axvline(knee, color=colour, linestyle="--", linewidth=0.8, alpha=0.8)
+        bad = rows[rows["status"] != "ok"]
+        for axis in (ax, served):
+            axis.plot(
+                bad["rate"],
+                [0.02] * len(bad),
+                "x",
+                color=colour,
+                markersize=8,
+                transform=axis.get_xaxis_transform(),
+                clip_on=False,
+            )
+    ax.axhline(slo_ms, color="black", linewidth=1, label=f"SLO p99 {slo_ms:g} ms")
+    rates = points["rate"].dropna()
+    if len(rates):
+        line = [float(rates.min()), float(rates.max())]
+        served.plot(line, line, "--", color="black", linewidth=1, label="served = offered")
+    for axis in (ax, served):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("offered rate (jobs/s)")
+        axis.grid(True, alpha=0.3)
+    ax.set_ylabel("latency from the scheduled start (ms)")
+    ax.set_title("Latency vs offered rate (p99 solid, p50 dotted; knee dashed)")
+    served.set_ylabel("served (successful jobs/s)")
+    served.set_title("What each model served")
+    _note_missing(served, points)
+    ax.legend(fontsize="x-small")
+    served.legend(fontsize="x-small")
     return fig

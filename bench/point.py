@@ -32,6 +32,8 @@ class PointSpec:
     max_jobs: int | None = None
     service: tuple[str, int] | None = None  # the latency service; None: the sleep transport
     service_pid: int | None = None  # its process, when the run started it
+    rate: float | None = None  # open load: jobs per second offered; None: closed
+    arrivals: str = "constant"  # open load: constant or poisson
 
     def with_service(self, address: tuple[str, int], pid: int | None) -> PointSpec:
         """This point, doing its I/O with the service at `address`."""
@@ -50,6 +52,8 @@ class PointSpec:
             "max_jobs": self.max_jobs,
             "service": self.service,
             "service_pid": self.service_pid,
+            "rate": self.rate,
+            "arrivals": self.arrivals,
         }
         return json.dumps(data)
 

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench import plots
-from bench.findings import findings
+from bench.findings import findings, open_findings
 from bench.results import Results, load_results, write_atomically
 from bench.scenarios import describe_step
 from bench.summary import per_level, twin_ratios
@@ -23,6 +23,7 @@ from bench.usl import fit_models
 _TABLE_COLUMNS = (
     ("model", "model"),
     ("N", "concurrency"),
+    ("rate/s", "rate"),
     ("status", "status"),
     ("jobs/s", "throughput"),
     ("bound", "bound"),
@@ -39,6 +40,9 @@ _TABLE_COLUMNS = (
     ("errors", "errors"),
     ("failed", "failed"),
     ("timeouts", "timeouts"),
+    ("late starts", "late_starts"),
+    ("service p99 ms", "service_p99_ms"),
+    ("queue p99 ms", "queue_p99_ms"),
     ("retries", "retries"),
     ("background drain s", "background_drain_s"),
     ("service CPU", "service_cpu_util"),
@@ -48,6 +52,7 @@ _TABLE_COLUMNS = (
 _LEVEL_COLUMNS = (
     ("model", "model"),
     ("N", "concurrency"),
+    ("rate/s", "rate"),
     ("status", "status"),
     ("ok repeats", "repeats"),
     ("jobs/s (median)", "throughput"),
@@ -100,20 +105,25 @@ def render(results: Results) -> str:
         f"{meta.get('created', '')} · {machine.get('cpu', '?')}, {cores} cores · "
         f"Python {python.get('version', '?')}"
     )
+    config = meta.get("config", {})
+    slo_ms = config.get("slo_ms")
+    if config.get("load") == "open" and slo_ms is not None:
+        sentences = open_findings(results.points, float(slo_ms))
+        figures = _open_figures(results, float(slo_ms))
+    else:
+        sentences = findings(results.points, cores, meta.get("micro"))
+        figures = _figures(results)
     body = [
         f"<h1>{_e(title)}</h1>",
         f"<p class='sub'>{_e(subtitle)}</p>",
         "<section id='findings'><h2>Findings</h2><ul class='findings'>",
-        *(
-            f"<li>{_e(sentence)}</li>"
-            for sentence in findings(results.points, cores, meta.get("micro"))
-        ),
+        *(f"<li>{_e(sentence)}</li>" for sentence in sentences),
         "</ul></section>",
         "<section id='scenario'><h2>Scenario</h2>",
         _scenario_html(results),
         "</section>",
         "<section id='figures'><h2>Figures</h2>",
-        *_figures(results),
+        *figures,
         "</section>",
         "<section id='levels'><h2>Per model and level</h2>",
         "<p>Medians over the ok repeats; the 95% confidence interval is Student's t interval "
@@ -173,6 +183,14 @@ def _figures(results: Results) -> list[str]:
         ("resources", plots.resources(results)),
         ("scalability", plots.scalability(results)),
         ("spectrum", plots.spectrum(results)),
+    ]
+    return [f"<figure id='fig-{name}'>{_svg(fig)}</figure>" for name, fig in drawn]
+
+
+def _open_figures(results: Results, slo_ms: float) -> list[str]:
+    drawn = [
+        ("open-load", plots.open_load(results, slo_ms)),
+        ("resources", plots.resources(results)),
     ]
     return [f"<figure id='fig-{name}'>{_svg(fig)}</figure>" for name, fig in drawn]
 

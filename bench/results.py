@@ -3,7 +3,8 @@
 Schema history (`schema_version` in meta.json):
   1 — first version: closed-loop points, `sleep` transport.
   2 — the `tcp` transport and `service_cpu_util`; job outcomes `failed`, `timeouts`, `retries`;
-      `background_drain_s`; throughput and bound count successful jobs.
+      `background_drain_s`; throughput and bound count successful jobs. Open load: `rate`,
+      `late_starts`, `service_p50_ms`, `service_p99_ms`, `queue_p99_ms`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ POINT_COLUMNS = (
     "rss_peak_mb",
     "ctx_switches",
     "drain_s",
+    "late_starts",
+    "service_p50_ms",
+    "service_p99_ms",
+    "queue_p99_ms",
     "background_drain_s",
     "service_cpu_util",
     "littles_n",
@@ -77,6 +82,7 @@ COUNT_COLUMNS = (
     "failed",
     "timeouts",
     "retries",
+    "late_starts",
     "ctx_switches",
 )
 

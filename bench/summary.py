@@ -19,6 +19,10 @@ CV_WARNING = 0.10
 LITTLE_TOLERANCE = 0.10
 # Fewer jobs than this in the window leave the p99 resting on less than one job.
 JOBS_FOR_P99 = 100
+# More errors than this share of a point's jobs fail it (and miss an open load's target).
+ERROR_SHARE = 0.01
+# More late starts than this share of an open point's jobs means the load fell behind.
+LATE_SHARE = 0.01
 # A latency service busier than this (share of one core) may be the limit, not the model.
 SERVICE_BUSY = 0.8
 _SUMMARISED = ("throughput", "latency_p99_ms")
@@ -68,8 +72,14 @@ def point_warnings(row: dict[str, Any]) -> list[str]:
             f"({JOBS_FOR_P99} needed): lengthen --duration to about "
             f"{math.ceil(JOBS_FOR_P99 / max(row['throughput'], 1e-9))} s"
         )
+    if (row.get("late_starts") or 0) > LATE_SHARE * row["jobs"]:
+        found.append(
+            f"{row['late_starts']:.0f} jobs started over 2 ms late although a user was free: the "
+            "runtime's timers ran late (the load fell behind its schedule); their latency "
+            "counts it"
+        )
     n, littles_n = row["concurrency"], row["littles_n"]
-    if abs(littles_n - n) > LITTLE_TOLERANCE * n:
+    if row.get("load", "closed") == "closed" and abs(littles_n - n) > LITTLE_TOLERANCE * n:
         found.append(
             f"Little's law gives {littles_n:.0f} jobs in flight, not N={n}: the window "
             "caught the start-up transient (or the harness queued); users join across the "
@@ -85,12 +95,15 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
     A level with no ok repeat keeps the status and reason of its first repeat.
     """
     rows = []
-    for (model, level), group in points.groupby(["model", "concurrency"], sort=False):
+    levels = points.groupby(["model", "concurrency", "rate"], sort=False, dropna=False)
+    for (model, level, rate), group in levels:
         ok = group[group["status"] == "ok"]
         first = group.iloc[0]
         row: dict[str, object] = {
             "model": model,
+            "load": first["load"],
             "concurrency": level,
+            "rate": rate,
             "status": "ok" if len(ok) else first["status"],
             "reason": "" if len(ok) else first["reason"],
             "repeats": len(ok),
@@ -122,13 +135,13 @@ def twin_ratios(levels: pd.DataFrame) -> pd.DataFrame:
     """For every model that wraps a native twin (anyio on asyncio, ...) and every level both
     ran: its throughput and p99 over the twin's, from the per-level medians (`per_level`)."""
     ok = {
-        (str(r["model"]), int(r["concurrency"])): r
+        (str(r["model"]), int(r["concurrency"]), _rate(r["rate"])): r
         for r in levels[levels["status"] == "ok"].to_dict("records")
     }
     rows = []
-    for (model, level), row in ok.items():
+    for (model, level, rate), row in ok.items():
         twin = MODELS[model].twin if model in MODELS else None
-        native = ok.get((twin or "", level))
+        native = ok.get((twin or "", level, rate))
         if twin is None or native is None:
             continue
         rows.append(
@@ -143,3 +156,28 @@ def twin_ratios(levels: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["model", "twin", "concurrency", "throughput_ratio", "p99_ratio"]
     )
+
+
+def _rate(value: Any) -> float | None:
+    """An open point's rate, None for a closed one (NaN in the frame, which equals nothing)."""
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def meets_target(row: dict[Any, Any], slo_ms: float) -> bool:
+    """Whether an open point kept its p99 within the SLO, with at most 1% errors."""
+    return bool(
+        row["status"] == "ok"
+        and row["latency_p99_ms"] <= slo_ms
+        and row["errors"] <= ERROR_SHARE * max(row["jobs"], 1)
+    )
+
+
+def knees(levels: pd.DataFrame, slo_ms: float) -> dict[tuple[str, int], float | None]:
+    """Open load: per model and cap, the highest offered rate that kept its p99 within
+    `slo_ms` with at most 1% errors (None if no rate did)."""
+    found: dict[tuple[str, int], float | None] = {}
+    for r in levels[levels["load"] == "open"].to_dict("records"):
+        key = (str(r["model"]), int(r["concurrency"]))
+        best = found.get(key)
+        found[key] = max(best or 0.0, float(r["rate"])) if meets_target(r, slo_ms) else best
+    return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import resource
 from collections.abc import Callable
@@ -13,14 +15,16 @@ from bench.point import PointFailed, PointSpec, measure_point
 from bench.results import Point
 from bench.service import Service
 from bench.stats import Histogram, bound_per_s
-from bench.summary import point_warnings
+from bench.summary import ERROR_SHARE, meets_target, point_warnings
 from models import MODELS
 from models.workload import Calibration, Scenario
 
 # Grace on top of warm-up and measured window for starting the runtime and draining jobs.
 _TIMEOUT_GRACE_S = 60.0
-# A point where more jobs than this share end in an error (not a drawn failure) has failed.
-_ERROR_SHARE = 0.01
+# `--rate auto`: the search gives up doubling here, and refines the knee in this many steps.
+_MAX_RATE = 1e6
+_MIN_RATE = 0.1
+_BISECTIONS = 3
 # File descriptors a process needs besides its connections: the interpreter's own, pipes, logs.
 _SPARE_FDS = 64
 
@@ -41,12 +45,17 @@ class SweepConfig:
     transport: str = "sleep"
     local_service: bool = True  # with tcp: the run starts its own service (else --service)
     timeout_s: float | None = None  # per point; default: 2 x (warm-up + window) + grace
+    load: str = "closed"
+    rates: tuple[float, ...] = ()  # open load: offered jobs per second; () searches (auto)
+    arrivals: str = "constant"
+    slo_ms: float = math.inf  # open load: the p99 a rate must keep to count as served
 
     def point_timeout_s(self) -> float:
-        """The hard timeout of each point."""
+        """The hard timeout of each point (an open point may also work off its queue)."""
         if self.timeout_s is not None:
             return self.timeout_s
-        return 2 * (self.warmup_s + self.duration_s) + _TIMEOUT_GRACE_S
+        drain_s = max(self.duration_s, 5.0) if self.load == "open" else 0.0
+        return 2 * (self.warmup_s + self.duration_s) + drain_s + _TIMEOUT_GRACE_S
 
 
 @dataclass(frozen=True)
@@ -85,10 +94,11 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
     flags = {"threads": "--max-threads", "processes": "--max-processes"}
     fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # points raise theirs to the hard
     planned = []
+    rates: tuple[float | None, ...] = config.rates if config.load == "open" else (None,)
     for repeat in range(1, config.repeat + 1):
         for model in config.models:
             info = MODELS[model]
-            for level in config.concurrency:
+            for level, rate in itertools.product(config.concurrency, rates):
                 reason = ""
                 if not info.available():
                     reason = f"{info.requires} is not installed on this platform"
@@ -101,18 +111,32 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
                     reason = fd_shortfall(config, model, level, fd_limit)
                 if reason and repeat > 1:
                     continue
-                spec = PointSpec(
-                    model,
-                    config.scenario,
-                    calibration,
-                    level,
-                    repeat,
-                    config.seed,
-                    config.warmup_s,
-                    config.duration_s,
+                planned.append(
+                    Planned(_spec(config, calibration, model, level, repeat, rate), reason)
                 )
-                planned.append(Planned(spec, reason))
     return planned
+
+
+def _spec(
+    config: SweepConfig,
+    calibration: Calibration,
+    model: str,
+    level: int,
+    repeat: int,
+    rate: float | None,
+) -> PointSpec:
+    return PointSpec(
+        model,
+        config.scenario,
+        calibration,
+        level,
+        repeat,
+        config.seed,
+        config.warmup_s,
+        config.duration_s,
+        rate=rate,
+        arrivals=config.arrivals,
+    )
 
 
 def run_sweep(
@@ -127,17 +151,61 @@ def run_sweep(
 
     With the tcp transport, every point does its I/O with `service`.
     """
-    planned = plan_points(config, calibration)
-    points = []
-    for i, item in enumerate(planned):
-        on_start(i, len(planned), item.spec)
+    points: list[Point] = []
+
+    def measure(i: int, total: int, item: Planned) -> Point:
+        on_start(i, total, item.spec)
         if item.skip_reason:
             point = _unmeasured(config, item.spec, cores, "skipped", item.skip_reason)
         else:
             point = _run_point(config, item.spec, cores, service)
         points.append(point)
         on_point(point)
+        return point
+
+    if config.load == "open" and not config.rates:
+        _search_knees(config, calibration, cores, measure)
+        return points
+    planned = plan_points(config, calibration)
+    for i, item in enumerate(planned):
+        measure(i, len(planned), item)
     return points
+
+
+def _search_knees(
+    config: SweepConfig,
+    calibration: Calibration,
+    cores: int,
+    measure: Callable[[int, int, Planned], Point],
+) -> None:
+    """`--rate auto`: for each model and cap, start at one user's pace (1 / critical path) and
+    double the rate until a point misses the target (p99 over the SLO, over 1% errors, or not
+    served) — or halve it until one meets it — then bisect between the two."""
+    probes = itertools.count()
+    for model, level in itertools.product(config.models, config.concurrency):
+        probe = dataclasses.replace(config, models=(model,), concurrency=(level,), rates=(1.0,))
+        (first,) = plan_points(probe, calibration)
+        if first.skip_reason:
+            measure(next(probes), 0, first)
+            continue
+
+        def meets(rate: float, spec: PointSpec = first.spec) -> bool:
+            probe_spec = dataclasses.replace(spec, rate=round(rate, 3))
+            row = measure(next(probes), 0, Planned(probe_spec)).row
+            return meets_target(row, config.slo_ms)
+
+        good, bad = 1000.0 / config.scenario.critical_path_ms(), 0.0  # one user's pace
+        if meets(good):
+            bad = good * 2
+            while meets(bad) and bad < _MAX_RATE:
+                good, bad = bad, bad * 2
+        else:
+            good, bad = good / 2, good
+            while not meets(good) and good > _MIN_RATE:
+                good, bad = good / 2, good
+        for _ in range(_BISECTIONS):
+            middle = math.sqrt(good * bad)
+            good, bad = (middle, bad) if meets(middle) else (good, middle)
 
 
 def _run_point(config: SweepConfig, spec: PointSpec, cores: int, service: Service | None) -> Point:
@@ -154,15 +222,18 @@ def _run_point(config: SweepConfig, spec: PointSpec, cores: int, service: Servic
 
 
 def _base_row(config: SweepConfig, spec: PointSpec, cores: int) -> dict[str, Any]:
+    bound = bound_per_s(config.scenario, spec.concurrency, cores)
+    if spec.rate is not None:  # no model serves more than is offered
+        bound = min(bound, spec.rate * config.scenario.success_rate())
     return {
         "model": spec.model,
-        "load": "closed",
+        "load": config.load,
         "concurrency": spec.concurrency,
-        "rate": None,
+        "rate": spec.rate,
         "repeat": spec.repeat,
         "scenario": config.scenario.name,
         "transport": config.transport,
-        "bound": bound_per_s(config.scenario, spec.concurrency, cores),
+        "bound": bound,
     }
 
 
@@ -178,13 +249,21 @@ def _measured(
 ) -> Point:
     row = _base_row(config, spec, cores)
     latency = Histogram.from_dict(summary["histogram"])
+    service = Histogram.from_dict(summary["service_histogram"])
     elapsed_s = summary["elapsed_s"]
     per_s = 1.0 / elapsed_s if elapsed_s > 0 else 0.0
-    throughput = summary["ok"] * per_s
+    throughput = summary["served"] * per_s
     status, reason = "ok", ""
     if died:
         status, reason = "failed", died
-    elif summary["errors"] > _ERROR_SHARE * summary["jobs"]:
+    elif summary["unserved"]:
+        status = "failed"
+        reason = (
+            f"overloaded: {summary['unserved']} jobs due in the window never started (the queue "
+            f"outlasted the drain); {spec.rate:g} jobs/s is beyond what {spec.model} serves "
+            f"at N={spec.concurrency}"
+        )
+    elif summary["errors"] > ERROR_SHARE * summary["jobs"]:
         status = "failed"
         reason = f"{summary['errors']} of {summary['jobs']} jobs ended in an error" + "".join(
             f"; {example}" for example in summary["error_examples"][:1]
@@ -214,6 +293,10 @@ def _measured(
         "rss_peak_mb": summary["rss_peak_mb"],
         "ctx_switches": summary["ctx_switches"],
         "drain_s": summary["drain_s"],
+        "late_starts": summary["late_starts"] if spec.rate is not None else None,
+        "service_p50_ms": service.percentile(50),
+        "service_p99_ms": service.percentile(99),
+        "queue_p99_ms": Histogram.from_dict(summary["queue_histogram"]).percentile(99),
         "background_drain_s": summary["background_drain_s"],
         "service_cpu_util": summary["service_cpu_s"] * per_s,
         # Every job that ended was in flight, whatever its outcome.

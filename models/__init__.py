@@ -25,6 +25,7 @@ class Model:
     backend: str | None = None  # the event loop an anyio model runs on
     default: bool = True  # whether `bench run` runs it when no --models is given
     twin: str | None = None  # the native model this one wraps: the report shows the price
+    one_at_a_time: bool = False  # serves one job at a time, whatever N
 
     def available(self) -> bool:
         """Whether this platform can run the model."""
@@ -45,7 +46,9 @@ class Model:
 MODELS: dict[str, Model] = {
     m.name: m
     for m in (
-        Model("sync", "models.sync_model", "one job at a time, steps in sequence"),
+        Model(
+            "sync", "models.sync_model", "one job at a time, steps in sequence", one_at_a_time=True
+        ),
         Model("threads", "models.threads_model", "a thread per in-flight job", cap="threads"),
         Model(
             "processes", "models.processes_model", "a process per in-flight job", cap="processes"

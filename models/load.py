@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import random
 import struct
 import time
 from collections.abc import Callable, MutableSequence, Sequence
@@ -32,6 +34,8 @@ Record = tuple[int, float, float, float, int, int]
 STOCK_START = 10**12
 # How many error messages a tally keeps: the first few say what went wrong.
 _KEPT_ERRORS = 5
+# The shortest time an open load may take after its window to work off its queue.
+_MIN_DRAIN_S = 5.0
 
 
 class Finished(NamedTuple):
@@ -98,9 +102,30 @@ class Part:
     stock: MutableSequence[int]  # in shared memory
 
 
+def arrivals(rate: float, until_s: float, kind: str, seed: int) -> tuple[float, ...]:
+    """When each job of an open load arrives, in seconds from the start, up to `until_s`.
+
+    `constant` spaces arrivals 1/rate apart; `poisson` draws exponential gaps of mean 1/rate
+    from `seed`, the same in every process.
+    """
+    if kind == "constant":  # i / rate, not a running sum: no rounding error piles up
+        return tuple(i / rate for i in range(math.ceil(until_s * rate)))
+    rng = random.Random(f"{seed}:arrivals")
+    times, at = [], 0.0
+    while at < until_s:
+        times.append(at)
+        at += rng.expovariate(rate)
+    return tuple(times)
+
+
 @dataclass(frozen=True)
 class Window:
-    """N users keep a job each in flight from `start()` until the measured window closes.
+    """The jobs of a point and when each may start, from `start()` until the window closes.
+
+    Closed load: N users keep a job each in flight. Open load (`arrivals` given): job i is due
+    `arrivals[i]` seconds after the start, whether or not the last one has ended; N users (the
+    in-flight cap) take the jobs in order, so a job due while all N are busy waits in the queue
+    and its latency, counted from when it was due, says so.
 
     `perf_counter` is CLOCK_MONOTONIC on Linux, one clock for every process of the point.
     """
@@ -114,6 +139,7 @@ class Window:
     max_jobs: int | None = None  # stop after this many jobs too (tests want exact counts)
     announce_fd: int | None = None  # start() writes its time here, for the point's monitor
     service: tuple[str, int] | None = None  # the latency service; None: I/O waits on a timer
+    arrivals: tuple[float, ...] | None = None  # open load: when each job is due, from the start
     started_s: float = 0.0
 
     def connections(self) -> int:
@@ -146,12 +172,35 @@ class Window:
         the same instant would otherwise end in bunches, and a short window would catch a
         bunch or a gap instead of the steady state.
         """
+        if self.arrivals is not None:  # open load: the schedule paces the jobs, not the users
+            return self.started_s
         return self.started_s + self.warmup_s * user / self.concurrency
 
+    def due_s(self, index: int, now_s: float) -> float:
+        """When job `index` is submitted: when it is due (open load), or now (closed)."""
+        return now_s if self.arrivals is None else self.started_s + self.arrivals[index]
+
+    def wait_s(self, index: int) -> float:
+        """How long until job `index` is due (open load; 0 when closed or overdue)."""
+        return max(0.0, self.due_s(index, 0.0) - time.perf_counter())
+
+    def drain_limit_s(self) -> float:
+        """How long after the window an open load may work off its queue: a rate far beyond
+        what the model can serve must not keep the point running until its hard timeout."""
+        return self.stop_s + max(self.duration_s, _MIN_DRAIN_S)
+
     def job(self, index: int) -> Job | None:
-        """Job `index`, or None once the window has closed."""
+        """Job `index`, or None once the window has closed (open load: once no job is due
+        before the close, or the queue could not be worked off in time)."""
         if self.max_jobs is not None and index >= self.max_jobs:
             return None
-        if time.perf_counter() >= self.stop_s:
+        if self.arrivals is None:
+            if time.perf_counter() >= self.stop_s:
+                return None
+        elif (
+            index >= len(self.arrivals)
+            or self.started_s + self.arrivals[index] >= self.stop_s
+            or time.perf_counter() >= self.drain_limit_s()
+        ):
             return None
         return draw_job(self.scenario, self.calibration, self.seed, index)

@@ -73,8 +73,8 @@ def start_users(
 def serve(
     crew: Crew, window: Window, user: int, locks: list[Lock], stock: MutableSequence[int]
 ) -> None:
-    """In a worker process: join at this user's turn, run jobs back to back until the window
-    closes, wait for this worker's background work, then report."""
+    """In a worker process: join at this user's turn, run jobs back to back (open load: each when
+    it is due) until the window closes, wait for this worker's background work, then report."""
 
     def work() -> Tally:
         tally = Tally()
@@ -88,16 +88,13 @@ def serve(
             started = window.start(at_s=crew.start())
             time.sleep(max(0.0, started.user_start_s(user) - time.perf_counter()))
             while (job := started.job(crew.take())) is not None:
+                if (early_s := started.wait_s(job.index)) > 0:  # open load: until due
+                    time.sleep(early_s)
                 started_s = time.perf_counter()
                 checksum, outcome = run_job(job, shared)
-                record: Record = (
-                    job.index,
-                    started_s,
-                    started_s,
-                    time.perf_counter(),
-                    checksum,
-                    outcome,
-                )
+                ended_s = time.perf_counter()
+                submitted_s = started.due_s(job.index, started_s)
+                record: Record = (job.index, submitted_s, started_s, ended_s, checksum, outcome)
                 tally.records.append(record)
         transport.close()
         return tally

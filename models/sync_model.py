@@ -54,16 +54,18 @@ def start_users(shared: Shared) -> None:
 
 
 def serve(window: Window, take: Callable[[], int], shared: Shared) -> None:
-    """Run jobs first come, first served; each user submits again when its job ends."""
+    """Run jobs first come, first served; each user submits again when its job ends (open load:
+    each job is submitted when it is due)."""
     # Users join one by one across the warm-up; then a user's next job is submitted when its
     # last one ends, and waits for the jobs submitted before it.
     submitted = collections.deque(window.user_start_s(u) for u in range(window.concurrency))
     while (job := window.job(take())) is not None:
-        time.sleep(max(0.0, submitted[0] - time.perf_counter()))  # idle until the next user joins
+        submitted_s = window.due_s(job.index, submitted.popleft())
+        time.sleep(max(0.0, submitted_s - time.perf_counter()))  # idle until the next job comes
         started_s = time.perf_counter()
         checksum, outcome = run_job(job, shared)
         ended_s = time.perf_counter()
-        record: Record = (job.index, submitted.popleft(), started_s, ended_s, checksum, outcome)
+        record: Record = (job.index, submitted_s, started_s, ended_s, checksum, outcome)
         shared.tally.records.append(record)
         submitted.append(ended_s)
         while shared.handed_off:  # the user has its answer; the next job waits for this work

@@ -83,12 +83,17 @@ def start_users(shared: Shared) -> None:
 
 
 def serve(window: Window, user: int, take: Callable[[], int], shared: Shared) -> None:
-    """Join at this user's turn, then run jobs back to back until the window closes."""
+    """Join at this user's turn, then run jobs back to back (open load: each when it is due)
+    until the window closes."""
     time.sleep(max(0.0, window.user_start_s(user) - time.perf_counter()))
     while (job := window.job(take())) is not None:
+        if (early_s := window.wait_s(job.index)) > 0:  # open load: wait until it is due
+            time.sleep(early_s)
         started_s = time.perf_counter()
         checksum, outcome = run_job(job, shared)
-        record: Record = (job.index, started_s, started_s, time.perf_counter(), checksum, outcome)
+        ended_s = time.perf_counter()
+        submitted_s = window.due_s(job.index, started_s)
+        record: Record = (job.index, submitted_s, started_s, ended_s, checksum, outcome)
         shared.tally.records.append(record)
 
 

@@ -36,6 +36,19 @@ ROOT = Path(__file__).parent.parent
         (["fly"], r"invalid choice: 'fly'"),
         (["micro", "--scale", "0"], r"--scale 0.0 is not valid; give a number above 0"),
         (["run", "--transport", "udp"], r"unknown transport 'udp'; choose from: tcp, sleep"),
+        (["run", "--load", "half"], r"unknown load 'half'; choose from: closed, open"),
+        (["run", "--load", "open"], r"--load open needs --rate R1,R2,... \(jobs per second\)"),
+        (["run", "--rate", "10"], r"--rate needs --load open"),
+        (["run", "--load", "open", "--rate", "10,x"], r"'x' is not a number"),
+        (["run", "--load", "open", "--rate", "0"], r"rate 0.0 is not positive"),
+        (
+            ["run", "--load", "open", "--rate", "5", "--arrivals", "burst"],
+            r"unknown arrivals 'burst'; choose from: constant, poisson",
+        ),
+        (
+            ["run", "--load", "open", "--rate", "auto", "--slo-ms", "0"],
+            r"--slo-ms 0.0 is not valid",
+        ),
         (["run", "--service", "nowhere"], r"--service 'nowhere' is not HOST:PORT"),
         (["run", "--service", "h:99999"], r"--service 'h:99999' is not HOST:PORT"),
         (

@@ -49,6 +49,9 @@ def rows(throughputs: list[float], status: str = "ok") -> pd.DataFrame:
         "jobs": 500,
         "littles_n": 8.0,
         "service_cpu_util": 0.3,
+        "load": "closed",
+        "rate": math.nan,
+        "late_starts": math.nan,
     }
     return pd.DataFrame(
         [

@@ -104,6 +104,9 @@ def summary_of(latencies_ms: list[float], errors: int = 0) -> dict[str, Any]:
         "submitted": len(latencies_ms) + errors,
         "jobs": len(latencies_ms) + errors,
         "ok": len(latencies_ms),
+        "served": len(latencies_ms),
+        "unserved": 0,
+        "late_starts": 0,
         "failed": 0,
         "timeouts": 0,
         "retries": 0,
@@ -117,6 +120,8 @@ def summary_of(latencies_ms: list[float], errors: int = 0) -> dict[str, Any]:
         "ctx_switches": 10,
         "rss_peak_mb": 20.0,
         "histogram": histogram_of(latencies_ms).to_dict(),
+        "service_histogram": histogram_of(latencies_ms).to_dict(),
+        "queue_histogram": histogram_of([0.0] * len(latencies_ms)).to_dict(),
     }
 
 
