@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench.environment import describe_environment, load_average, usable_cores
 from bench.errors import UnknownNameError, UsageError
+from bench.interpreters import check_runtime, own, probe
 from bench.micro import run_micro
 from bench.point import PointSpec
 from bench.report import write_report
@@ -82,6 +83,7 @@ def run(
     rate: Sequence[float] | str | None = None,
     arrivals: str = "constant",
     slo_ms: float | None = None,
+    python: Sequence[str] = (),
     quick: bool = False,
     timeout_s: float | None = None,
     command: Sequence[str] = (),
@@ -93,11 +95,13 @@ def run(
     With `transport="tcp"` jobs make real round trips to a latency service: `service`
     ("HOST:PORT") if given, else one the run starts for itself.
     `load="open"` offers jobs at each `rate` (jobs per second, or "auto" to search each model's
-    knee against `slo_ms`), with `concurrency` as the in-flight cap.
+    knee against `slo_ms`), with `concurrency` as the in-flight cap. `python` lists other
+    interpreters to run every point under (each with the runtime set installed).
     Raises `BenchError` for bad arguments, before anything runs.
     """
     address = check_transport(transport, service)
     rates = check_rates(load, rate, arrivals)
+    interpreters = tuple(check_runtime(probe(path)) for path in dict.fromkeys(python))
     scenario_spec = resolve_scenario(scenario)
     slo = _check_slo(slo_ms, scenario_spec)
     default_levels = DEFAULT_OPEN_CONCURRENCY if load == "open" else DEFAULT_CONCURRENCY
@@ -133,6 +137,7 @@ def run(
         rates=rates,
         arrivals=arrivals,
         slo_ms=slo,
+        interpreters=interpreters,
     )
     progress = progress or Progress()
     now = dt.datetime.now().astimezone()
@@ -150,6 +155,7 @@ def run(
         "created": now.isoformat(timespec="seconds"),
         "command": list(command),
         **describe_environment(),
+        "interpreters": [i.to_dict() for i in interpreters or (own(),)],
         "scenario": scenario_to_dict(config.scenario),
         "calibration": dataclasses.asdict(calibration),
         "micro": micro,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bench import api
+from bench import api, interpreters
 from bench.compare import compare_runs
 from bench.environment import usable_cores
 from bench.errors import BenchError, UsageError
@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--slo-ms",
         type=float,
         help="open load: the p99 target of --rate auto (default 10 x the critical path)",
+    )
+    run.add_argument(
+        "--python",
+        metavar="PATH[,PATH...]",
+        help="run every point under each of these interpreters too (see `interpreter add`)",
     )
     run.add_argument(
         "--transport",
@@ -141,6 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
     serve.set_defaults(handler=_serve)
 
+    interpreter = commands.add_parser(
+        "interpreter", help="environments for other Pythons to run points under (--python)"
+    )
+    actions = interpreter.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    adding = actions.add_parser(
+        "add", help="make an environment for PATH with the runtime set; print its python"
+    )
+    adding.add_argument("path", metavar="PATH", help="a python executable, e.g. python3.13t")
+    adding.set_defaults(handler=_interpreter_add)
+    actions.add_parser("list", help="the environments made so far").set_defaults(
+        handler=_interpreter_list
+    )
     listing = commands.add_parser("list", help="the models and scenarios")
     listing.set_defaults(handler=_list)
 
@@ -182,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
             rate=_parse_rates(args.rate) if args.rate is not None else None,
             arrivals=args.arrivals,
             slo_ms=args.slo_ms,
+            python=_parse_names("--python", args.python) if args.python is not None else (),
             quick=args.quick,
             command=["python", "-m", "bench", *sys.argv[1:]],
             progress=display.progress(),
@@ -278,6 +296,25 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"latency service listening on {host}:{port} (Ctrl-C to stop)", flush=True)
 
     run_service(args.host, args.port, ready)
+    return 0
+
+
+def _interpreter_add(args: argparse.Namespace) -> int:
+    made = interpreters.add(args.path, echo=False)
+    gil = "GIL disabled" if not made.gil_enabled else "GIL enabled"
+    skipped = [m for m in interpreters.OPTIONAL if m not in made.modules]
+    note = f"; without {', '.join(skipped)} (its models are skipped there)" if skipped else ""
+    print(f"Python {made.tag} ({gil}){note}; run points under it with --python {made.path}")
+    return 0
+
+
+def _interpreter_list(args: argparse.Namespace) -> int:
+    found = interpreters.cached()
+    if not found:
+        print(f"no environments yet in {interpreters.cache_dir()}; make one with `interpreter add`")
+    for made in found:
+        gil = "GIL disabled" if not made.gil_enabled else "GIL enabled"
+        print(f"{made.tag:<10} {gil:<13} {made.path}")
     return 0
 
 

@@ -43,6 +43,7 @@ def findings(
         *_sync_latency(ok),
         *_outcomes(ok),
         *_service(ok),
+        *_interpreters(ok),
         _largest_gap(ok, cores),
         *_scalability(points),
         *_runtime_costs(micro or []),
@@ -144,6 +145,42 @@ def _outcomes(ok: pd.DataFrame) -> list[str]:
             f"{share.max():.2%} of them; the fewest with {best['model']} at "
             f"N={best['concurrency']:.0f}: {share.min():.2%}."
         )
+    return sentences
+
+
+def _interpreters(ok: pd.DataFrame) -> list[str]:
+    """With several interpreters: each model's speed on each relative to the first one, at the
+    lowest and highest level (the single-thread cost of a build, and what it does under load),
+    and whether threads overtook processes on any of them."""
+    tags = list(dict.fromkeys(ok["interpreter"]))
+    if len(tags) < 2:
+        return []
+    base = ok.assign(model=ok["model"].str.split(" @").str[0])
+    sentences = []
+    for model in dict.fromkeys(base["model"]):
+        rows = base[base["model"] == model]
+        for level in sorted({int(rows["concurrency"].min()), int(rows["concurrency"].max())}):
+            at = rows[rows["concurrency"] == level].set_index("interpreter")["throughput"]
+            if tags[0] not in at or len(at) < 2:
+                continue
+            ratios = ", ".join(f"{at[t] / at[tags[0]]:.2f}x on {t}" for t in tags[1:] if t in at)
+            sentences.append(f"{model} at N={level}: {ratios} of its {tags[0]} throughput.")
+    for tag in tags:
+        rows = base[base["interpreter"] == tag]
+        threads = rows[rows["model"] == "threads"].set_index("concurrency")["throughput"]
+        processes = rows[rows["model"] == "processes"].set_index("concurrency")["throughput"]
+        ahead = sorted(
+            int(n) for n in threads.index if n in processes and threads[n] > processes[n]
+        )
+        if len(threads) and len(processes):
+            sentences.append(
+                f"On {tag}, threads "
+                + (
+                    f"beat processes at N={', '.join(map(str, ahead))}."
+                    if ahead
+                    else "never beat processes."
+                )
+            )
     return sentences
 
 

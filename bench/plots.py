@@ -37,8 +37,21 @@ SPECTRUM_PERCENTILES = (0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99)
 
 
 def model_colour(model: str) -> str:
-    """The colour of `model`, the same in every figure."""
+    """The colour of `model`, the same in every figure (and on every interpreter)."""
+    model = model.split(" @")[0]
     return _PALETTE.get(model) or _EXTRA[sum(map(ord, model)) % len(_EXTRA)]
+
+
+_INTERPRETER_STYLES = ("-o", "--s", ":^", "-.v")
+
+
+def _style(points: pd.DataFrame, model: str, style: str) -> str:
+    """The line style of `model`: its interpreter's when the run has several."""
+    tags = list(dict.fromkeys(points["interpreter"]))
+    if len(tags) < 2 or style != "-o":
+        return style
+    tag = str(points.loc[points["model"] == model, "interpreter"].iloc[0])
+    return _INTERPRETER_STYLES[tags.index(tag) % len(_INTERPRETER_STYLES)]
 
 
 def _subplots(
@@ -77,7 +90,8 @@ def _plot_series(ax: Axes, points: pd.DataFrame, column: str, style: str = "-o")
         rows = points[points["model"] == model].sort_values("concurrency")
         ok = rows[rows["status"] == "ok"]
         colour = model_colour(model)
-        ax.plot(ok["concurrency"], ok[column], style, color=colour, label=model, markersize=4)
+        line = _style(points, model, style)
+        ax.plot(ok["concurrency"], ok[column], line, color=colour, label=model, markersize=4)
         if f"{column}_ci_low" in ok and ok[f"{column}_ci_low"].notna().any():
             ax.vlines(
                 ok["concurrency"],

@@ -33,6 +33,7 @@ class PointSpec:
     service: tuple[str, int] | None = None  # the latency service; None: the sleep transport
     service_pid: int | None = None  # its process, when the run started it
     rate: float | None = None  # open load: jobs per second offered; None: closed
+    python: str | None = None  # the interpreter the point runs under; None: this one
     arrivals: str = "constant"  # open load: constant or poisson
 
     def with_service(self, address: tuple[str, int], pid: int | None) -> PointSpec:
@@ -67,7 +68,7 @@ def measure_point(spec: PointSpec, timeout_s: float) -> dict[str, Any]:
     env = child_environment()
     # A session of its own: Ctrl-C reaches the sweep, which then stops the whole tree itself.
     with subprocess.Popen(
-        [sys.executable, "-m", "bench.child"],
+        [spec.python or sys.executable, "-m", "bench.child"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -4,7 +4,8 @@ Schema history (`schema_version` in meta.json):
   1 — first version: closed-loop points, `sleep` transport.
   2 — the `tcp` transport and `service_cpu_util`; job outcomes `failed`, `timeouts`, `retries`;
       `background_drain_s`; throughput and bound count successful jobs. Open load: `rate`,
-      `late_starts`, `service_p50_ms`, `service_p99_ms`, `queue_p99_ms`.
+      `late_starts`, `service_p50_ms`, `service_p99_ms`, `queue_p99_ms`. `interpreter`: the
+      Python each point ran under (meta.json `interpreters` describes each).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ POINT_COLUMNS = (
     "warning",
     "scenario",
     "transport",
+    "interpreter",
     "submitted",
     "jobs",
     "errors",
@@ -71,7 +73,16 @@ POINT_COLUMNS = (
     "bound",
     "efficiency",
 )
-TEXT_COLUMNS = ("model", "load", "status", "reason", "warning", "scenario", "transport")
+TEXT_COLUMNS = (
+    "model",
+    "load",
+    "status",
+    "reason",
+    "warning",
+    "scenario",
+    "transport",
+    "interpreter",
+)
 # Counts are empty on skipped and failed rows, hence pandas' nullable integers; the rest is float.
 COUNT_COLUMNS = (
     "concurrency",

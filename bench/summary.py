@@ -95,12 +95,15 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
     A level with no ok repeat keeps the status and reason of its first repeat.
     """
     rows = []
-    levels = points.groupby(["model", "concurrency", "rate"], sort=False, dropna=False)
-    for (model, level, rate), group in levels:
+    # With several interpreters, each model runs once per interpreter: "threads @3.13.5t".
+    several = points["interpreter"].nunique() > 1
+    keys = ["model", "interpreter", "concurrency", "rate"]
+    for (model, interpreter, level, rate), group in points.groupby(keys, sort=False, dropna=False):
         ok = group[group["status"] == "ok"]
         first = group.iloc[0]
         row: dict[str, object] = {
-            "model": model,
+            "model": f"{model} @{interpreter}" if several else model,
+            "interpreter": interpreter,
             "load": first["load"],
             "concurrency": level,
             "rate": rate,

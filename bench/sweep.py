@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.errors import BenchError
+from bench.interpreters import Interpreter, own_tag
 from bench.point import PointFailed, PointSpec, measure_point
 from bench.results import Point
 from bench.service import Service
@@ -49,6 +50,7 @@ class SweepConfig:
     rates: tuple[float, ...] = ()  # open load: offered jobs per second; () searches (auto)
     arrivals: str = "constant"
     slo_ms: float = math.inf  # open load: the p99 a rate must keep to count as served
+    interpreters: tuple[Interpreter, ...] = ()  # --python; () runs points under this one
 
     def point_timeout_s(self) -> float:
         """The hard timeout of each point (an open point may also work off its queue)."""
@@ -95,13 +97,19 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
     fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # points raise theirs to the hard
     planned = []
     rates: tuple[float | None, ...] = config.rates if config.load == "open" else (None,)
-    for repeat in range(1, config.repeat + 1):
+    pythons: tuple[Interpreter | None, ...] = config.interpreters or (None,)
+    for repeat, python in itertools.product(range(1, config.repeat + 1), pythons):
         for model in config.models:
             info = MODELS[model]
             for level, rate in itertools.product(config.concurrency, rates):
                 reason = ""
-                if not info.available():
+                if python is None and not info.available():
                     reason = f"{info.requires} is not installed on this platform"
+                elif python is not None and info.requires not in (None, *python.modules):
+                    reason = (
+                        f"{info.requires} is not installed for Python {python.tag} "
+                        f"(`python -m bench interpreter add` tries to install it)"
+                    )
                 elif info.cap is not None and level > caps[info.cap]:
                     reason = (
                         f"N={level} is above the {info.cap} cap of {caps[info.cap]}; "
@@ -111,10 +119,13 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
                     reason = fd_shortfall(config, model, level, fd_limit)
                 if reason and repeat > 1:
                     continue
-                planned.append(
-                    Planned(_spec(config, calibration, model, level, repeat, rate), reason)
-                )
+                spec = _spec(config, calibration, model, level, repeat, rate)
+                planned.append(Planned(dataclasses.replace(spec, python=_path(python)), reason))
     return planned
+
+
+def _path(python: Interpreter | None) -> str | None:
+    return None if python is None else python.path
 
 
 def _spec(
@@ -184,28 +195,37 @@ def _search_knees(
     probes = itertools.count()
     for model, level in itertools.product(config.models, config.concurrency):
         probe = dataclasses.replace(config, models=(model,), concurrency=(level,), rates=(1.0,))
-        (first,) = plan_points(probe, calibration)
-        if first.skip_reason:
-            measure(next(probes), 0, first)
-            continue
+        for first in plan_points(probe, calibration):  # one per interpreter
+            if first.skip_reason:
+                measure(next(probes), 0, first)
+            else:
+                _bracket_knee(
+                    config, first.spec, lambda spec: measure(next(probes), 0, Planned(spec))
+                )
 
-        def meets(rate: float, spec: PointSpec = first.spec) -> bool:
-            probe_spec = dataclasses.replace(spec, rate=round(rate, 3))
-            row = measure(next(probes), 0, Planned(probe_spec)).row
-            return meets_target(row, config.slo_ms)
 
-        good, bad = 1000.0 / config.scenario.critical_path_ms(), 0.0  # one user's pace
-        if meets(good):
-            bad = good * 2
-            while meets(bad) and bad < _MAX_RATE:
-                good, bad = bad, bad * 2
-        else:
+def _bracket_knee(
+    config: SweepConfig, spec: PointSpec, measure: Callable[[PointSpec], Point]
+) -> None:
+    """Search one model's knee: bracket it by doubling (or halving), then bisect."""
+
+    def meets(rate: float) -> bool:
+        return meets_target(
+            measure(dataclasses.replace(spec, rate=round(rate, 3))).row, config.slo_ms
+        )
+
+    good, bad = 1000.0 / config.scenario.critical_path_ms(), 0.0  # one user's pace
+    if meets(good):
+        bad = good * 2
+        while meets(bad) and bad < _MAX_RATE:
+            good, bad = bad, bad * 2
+    else:
+        good, bad = good / 2, good
+        while not meets(good) and good > _MIN_RATE:
             good, bad = good / 2, good
-            while not meets(good) and good > _MIN_RATE:
-                good, bad = good / 2, good
-        for _ in range(_BISECTIONS):
-            middle = math.sqrt(good * bad)
-            good, bad = (middle, bad) if meets(middle) else (good, middle)
+    for _ in range(_BISECTIONS):
+        middle = math.sqrt(good * bad)
+        good, bad = (middle, bad) if meets(middle) else (good, middle)
 
 
 def _run_point(config: SweepConfig, spec: PointSpec, cores: int, service: Service | None) -> Point:
@@ -233,6 +253,9 @@ def _base_row(config: SweepConfig, spec: PointSpec, cores: int) -> dict[str, Any
         "repeat": spec.repeat,
         "scenario": config.scenario.name,
         "transport": config.transport,
+        "interpreter": next(
+            (i.tag for i in config.interpreters if i.path == spec.python), own_tag()
+        ),
         "bound": bound,
     }
 
