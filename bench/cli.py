@@ -6,9 +6,9 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from bench import api, interpreters
 from bench.compare import compare_runs
@@ -330,32 +330,35 @@ def _parse_names(flag: str, text: str) -> list[str]:
     return names
 
 
-def _parse_levels(text: str) -> list[int]:
-    levels = []
+_Number = TypeVar("_Number", int, float)
+
+
+def _parse_list(
+    flag: str, text: str, convert: Callable[[str], _Number], what: str, example: str
+) -> list[_Number]:
+    values = []
     for part in text.split(","):
         try:
-            levels.append(int(part))
+            values.append(convert(part))
         except ValueError:
             raise UsageError(
-                f"--concurrency {text!r}: {part.strip()!r} is not a whole number; "
-                "give a comma-separated list such as 1,16,256"
+                f"{flag} {text!r}: {part.strip()!r} is not {what}; give {example}"
             ) from None
-    return levels
+    return values
+
+
+def _parse_levels(text: str) -> list[int]:
+    return _parse_list(
+        "--concurrency", text, int, "a whole number", "a comma-separated list such as 1,16,256"
+    )
 
 
 def _parse_rates(text: str) -> list[float] | str:
     if text.strip() == "auto":
         return "auto"
-    rates = []
-    for part in text.split(","):
-        try:
-            rates.append(float(part))
-        except ValueError:
-            raise UsageError(
-                f"--rate {text!r}: {part.strip()!r} is not a number; "
-                "give jobs per second such as 100,200,400, or auto"
-            ) from None
-    return rates
+    return _parse_list(
+        "--rate", text, float, "a number", "jobs per second such as 100,200,400, or auto"
+    )
 
 
 def _join(levels: Sequence[int]) -> str:

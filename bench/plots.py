@@ -101,17 +101,21 @@ def _plot_series(ax: Axes, points: pd.DataFrame, column: str, style: str = "-o")
                 linewidth=1,
                 alpha=0.6,
             )
-        bad = rows[rows["status"] != "ok"]
-        if len(bad):
-            ax.plot(
-                bad["concurrency"],
-                [0.02] * len(bad),
-                "x",
-                color=colour,
-                markersize=8,
-                transform=ax.get_xaxis_transform(),
-                clip_on=False,
-            )
+        _crosses(ax, rows[rows["status"] != "ok"]["concurrency"], colour)
+
+
+def _crosses(ax: Axes, xs: pd.Series[Any], colour: str) -> None:
+    """Skipped or failed points: a cross on the x axis, at their x."""
+    if len(xs):
+        ax.plot(
+            xs,
+            [0.02] * len(xs),
+            "x",
+            color=colour,
+            markersize=8,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+        )
 
 
 def _note_missing(ax: Axes, points: pd.DataFrame) -> None:
@@ -288,17 +292,8 @@ def open_load(data: Results | pd.DataFrame, slo_ms: float) -> Figure:
         for (name, _), knee in found.items():
             if name == model and knee is not None:
                 ax.axvline(knee, color=colour, linestyle="--", linewidth=0.8, alpha=0.8)
-        bad = rows[rows["status"] != "ok"]
         for axis in (ax, served):
-            axis.plot(
-                bad["rate"],
-                [0.02] * len(bad),
-                "x",
-                color=colour,
-                markersize=8,
-                transform=axis.get_xaxis_transform(),
-                clip_on=False,
-            )
+            _crosses(axis, rows[rows["status"] != "ok"]["rate"], colour)
     ax.axhline(slo_ms, color="black", linewidth=1, label=f"SLO p99 {slo_ms:g} ms")
     rates = points["rate"].dropna()
     if len(rates):

@@ -12,9 +12,9 @@ from multiprocessing.synchronize import Lock
 from types import TracebackType
 
 from models.asyncio_model import run as run_loop
-from models.load import STOCK_START, Part, Tally, Window
+from models.load import Part, Tally, Window
 from models.processes_model import START_METHOD
-from models.workers import Crew, run_workers
+from models.workers import Crew, run_workers, shared_stock
 
 
 class ProcessLock:
@@ -50,9 +50,7 @@ def run(window: Window) -> Tally:
     """Start one worker process per core (at most one per user), run the window's jobs."""
     context = multiprocessing.get_context(START_METHOD)
     context.set_forkserver_preload([__name__])
-    products = window.scenario.products()
-    locks = [context.Lock() for _ in range(products)]
-    stock = context.Array("q", [STOCK_START] * products, lock=False)  # guarded by `locks`
+    locks, stock = shared_stock(context, window.scenario.products())
     tally = start_users(window, context, locks, stock)
     tally.stock = list(stock)
     return tally

@@ -14,9 +14,9 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.synchronize import Lock
 from typing import Final
 
-from models.load import STOCK_START, Record, Tally, Window
+from models.load import Record, Tally, Window
 from models.wire import SleepTransport, TcpTransport, open_transport
-from models.workers import Crew, run_workers
+from models.workers import Crew, run_workers, shared_stock
 from models.workload import (
     OK,
     Action,
@@ -53,9 +53,7 @@ def run(window: Window) -> Tally:
     """Start the worker processes, run the window's jobs, stop the workers."""
     context = multiprocessing.get_context(START_METHOD)
     context.set_forkserver_preload([__name__])
-    products = window.scenario.products()
-    locks = [context.Lock() for _ in range(products)]
-    stock = context.Array("q", [STOCK_START] * products, lock=False)  # guarded by `locks`
+    locks, stock = shared_stock(context, window.scenario.products())
     tally = start_users(window, context, locks, stock)
     tally.stock = list(stock)
     return tally

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableSequence, Sequence
 from multiprocessing.context import ForkServerContext
 from multiprocessing.queues import SimpleQueue
 from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Barrier
+from multiprocessing.synchronize import Barrier, Lock
 
-from models.load import Tally, Window
+from models.load import STOCK_START, Tally, Window
 
 # Long enough for 64 workers to start on a loaded 2-core machine; a worker that never
 # arrives breaks the barrier instead of hanging the point.
@@ -49,6 +49,15 @@ class Crew:
             self.results.put(exc)
             raise
         self.results.put(tally)
+
+
+def shared_stock(
+    context: ForkServerContext, products: int
+) -> tuple[list[Lock], MutableSequence[int]]:
+    """A lock per product and the stock in shared memory, for every worker process."""
+    locks = [context.Lock() for _ in range(products)]
+    stock = context.Array("q", [STOCK_START] * products, lock=False)  # guarded by `locks`
+    return locks, stock
 
 
 def run_workers(
