@@ -186,3 +186,48 @@ def test_summary_has_one_row_per_level_with_intervals(run: Results) -> None:
     assert (ok["throughput"] <= ok["throughput_ci_high"]).all()
     skipped = summary[summary["status"] == "skipped"]
     assert list(skipped["repeats"]) == [0]
+
+
+def test_findings_compare_interpreters() -> None:
+    import pandas as pd
+
+    from bench.findings import _interpreters
+    from bench.results import POINT_COLUMNS
+
+    base = dict.fromkeys(POINT_COLUMNS, 1.0) | {"status": "ok", "warning": "", "reason": ""}
+    ok = pd.DataFrame(
+        [
+            base
+            | {
+                "model": "threads @3.13.5",
+                "interpreter": "3.13.5",
+                "concurrency": 2,
+                "throughput": 100.0,
+            },
+            base
+            | {
+                "model": "processes @3.13.5",
+                "interpreter": "3.13.5",
+                "concurrency": 2,
+                "throughput": 150.0,
+            },
+            base
+            | {
+                "model": "threads @3.13.5t",
+                "interpreter": "3.13.5t",
+                "concurrency": 2,
+                "throughput": 170.0,
+            },
+            base
+            | {
+                "model": "processes @3.13.5t",
+                "interpreter": "3.13.5t",
+                "concurrency": 2,
+                "throughput": 140.0,
+            },
+        ]
+    )
+    sentences = _interpreters(ok)
+    assert "threads at N=2: 1.70x on 3.13.5t of its 3.13.5 throughput." in sentences
+    assert "On 3.13.5, threads never beat processes." in sentences
+    assert "On 3.13.5t, threads beat processes at N=2." in sentences

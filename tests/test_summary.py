@@ -106,3 +106,13 @@ def test_a_wrapped_model_is_set_beside_its_native_twin() -> None:
         "throughput_ratio": 0.75,
         "p99_ratio": 1.5,
     }
+
+
+def test_several_interpreters_name_each_model_per_interpreter() -> None:
+    gil = rows([100.0]).assign(model="threads", interpreter="3.13.5")
+    free = rows([180.0]).assign(model="threads", interpreter="3.13.5t")
+    levels = per_level(pd.concat([gil, free]))
+    assert list(levels["model"]) == ["threads @3.13.5", "threads @3.13.5t"]
+    assert list(levels["throughput"]) == [100.0, 180.0]
+    alone = per_level(gil)  # one interpreter: plain names
+    assert list(alone["model"]) == ["threads"]
