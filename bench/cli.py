@@ -232,7 +232,7 @@ def _compare(args: argparse.Namespace) -> int:
     rows = [
         [
             c.model,
-            str(c.concurrency),
+            str(c.concurrency) + ("" if c.rate is None else f" @{c.rate:g}/s"),
             "jobs/s" if c.metric == "throughput" else "p99 ms",
             f"{c.before:.1f}",
             f"{c.after:.1f}",

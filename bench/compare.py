@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,9 @@ METRICS = {"throughput": 1, "latency_p99_ms": -1}
 class Change:
     """One metric of one model and level, before (run A) and after (run B)."""
 
-    model: str
+    model: str  # with its interpreter ("threads @3.13.5t") when a run had several
     concurrency: int
+    rate: float | None  # open load: the offered rate
     metric: str
     before: float
     after: float
@@ -60,11 +62,27 @@ def compare_runs(a: Results, b: Results, min_effect: float) -> list[Change]:
             "compare two runs of one scenario"
         )
     ok_a, ok_b = _ok(a.points), _ok(b.points)
+    # A point is a model at a level (and rate); the interpreter is part of it only when a run
+    # measured several, so that one run per interpreter can be compared.
+    keys = ["model", "concurrency", "rate"]
+    several = ok_a["interpreter"].nunique() > 1 or ok_b["interpreter"].nunique() > 1
+    if several:
+        keys.append("interpreter")
     changes = []
-    for (model, level), group_a in ok_a.groupby(["model", "concurrency"], sort=False):
-        group_b = ok_b[(ok_b["model"] == model) & (ok_b["concurrency"] == level)]
+    for key, group_a in ok_a.groupby(keys, sort=False, dropna=False):
+        same: dict[str, Any] = dict(zip(keys, key, strict=True))
+        group_b = ok_b[
+            np.logical_and.reduce(
+                [
+                    ok_b[k].isna() if pd.isna(v) else (ok_b[k] == v).fillna(False)
+                    for k, v in same.items()
+                ]
+            )
+        ]
         if group_b.empty:
             continue
+        model = f"{same['model']} @{same['interpreter']}" if several else str(same["model"])
+        rate = None if pd.isna(same["rate"]) else float(same["rate"])
         for metric, direction in METRICS.items():
             before = list(group_a[metric].astype(float))
             after = list(group_b[metric].astype(float))
@@ -79,8 +97,9 @@ def compare_runs(a: Results, b: Results, min_effect: float) -> list[Change]:
                 verdict = "no real change"
             changes.append(
                 Change(
-                    str(model),
-                    int(str(level)),
+                    model,
+                    int(same["concurrency"]),
+                    rate,
                     metric,
                     median_a,
                     median_b,

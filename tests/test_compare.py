@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,24 @@ from bench.stats import Histogram
 from tests.conftest import TINY
 
 
-def make_run(path: Path, throughputs: list[float], p99s: list[float], name: str = "tiny") -> Path:
+def make_run(
+    path: Path,
+    throughputs: list[float],
+    p99s: list[float],
+    name: str = "tiny",
+    rates: tuple[float | None, ...] = (None,),
+) -> Path:
     path.mkdir()
     write_meta(path, {"schema_version": 1, "scenario": scenario_to_dict(TINY) | {"name": name}})
     writer = PointsWriter(path)
-    for repeat, (throughput, p99) in enumerate(zip(throughputs, p99s, strict=True), start=1):
+    for rate, (repeat, (throughput, p99)) in itertools.product(
+        rates, enumerate(zip(throughputs, p99s, strict=True), start=1)
+    ):
         row = dict.fromkeys(POINT_COLUMNS, 1.0) | {
             "model": "asyncio",
-            "load": "closed",
+            "load": "closed" if rate is None else "open",
             "concurrency": 8,
-            "rate": None,
+            "rate": rate,
             "repeat": repeat,
             "status": "ok",
             "reason": "",
@@ -86,3 +95,15 @@ def test_runs_of_different_scenarios_are_refused(
 def test_welch_handles_identical_samples() -> None:
     assert welch_p_value([1.0, 1.0], [1.0, 1.0]) == 1.0
     assert welch_p_value([1.0, 1.0], [2.0, 2.0]) == 0.0
+
+
+def test_open_runs_are_compared_rate_by_rate(tmp_path: Path) -> None:
+    a = make_run(tmp_path / "a", [100, 101, 99], [50, 51, 49], rates=(100.0, 200.0))
+    b = make_run(tmp_path / "b", [100, 101, 99], [50, 51, 49], rates=(100.0, 200.0))
+    changes = compare_runs(load_results(a), load_results(b), 0.05)
+    assert sorted((c.rate, c.metric) for c in changes) == [
+        (100.0, "latency_p99_ms"),
+        (100.0, "throughput"),
+        (200.0, "latency_p99_ms"),
+        (200.0, "throughput"),
+    ]
