@@ -73,6 +73,8 @@ POINT_COLUMNS = (
     "bound",
     "efficiency",
 )
+# Without these a points.csv is not a run's.
+ESSENTIAL_COLUMNS = ("model", "concurrency", "repeat", "status", "throughput", "latency_p99_ms")
 TEXT_COLUMNS = (
     "model",
     "load",
@@ -262,7 +264,17 @@ def load_results(run_dir: Path) -> Results:
         )
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read run {str(run_dir)!r}: {exc}") from None
-    missing = [c for c in POINT_COLUMNS if c not in points.columns]
+    missing = [c for c in ESSENTIAL_COLUMNS if c not in points.columns]
     if missing:
         raise ResultsError(f"{run_dir / 'points.csv'} lacks columns: {', '.join(missing)}")
-    return Results(run_dir, points, meta)
+    # A run of an earlier schema lacks the columns added since: empty, as for a closed point.
+    for column in POINT_COLUMNS:
+        if column not in points.columns:
+            points[column] = (
+                ""
+                if column in TEXT_COLUMNS
+                else pd.Series(
+                    pd.NA, index=points.index, dtype=("Int64" if column in COUNT_COLUMNS else float)
+                )
+            )
+    return Results(run_dir, points[list(POINT_COLUMNS)], meta)

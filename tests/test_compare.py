@@ -9,6 +9,7 @@ import pytest
 
 from bench.cli import main
 from bench.compare import compare_runs, welch_p_value
+from bench.errors import ResultsError
 from bench.results import POINT_COLUMNS, Point, PointsWriter, load_results, write_meta
 from bench.scenarios import scenario_to_dict
 from bench.stats import Histogram
@@ -107,3 +108,19 @@ def test_open_runs_are_compared_rate_by_rate(tmp_path: Path) -> None:
         (200.0, "latency_p99_ms"),
         (200.0, "throughput"),
     ]
+
+
+def test_a_run_of_an_earlier_schema_loads_with_the_new_columns_empty(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "old", [100, 101], [50, 51])
+    lines = (run / "points.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    keep = [i for i, name in enumerate(header) if name not in ("interpreter", "late_starts")]
+    (run / "points.csv").write_text(
+        "\n".join(",".join(line.split(",")[i] for i in keep) for line in lines) + "\n"
+    )
+    points = load_results(run).points
+    assert list(points.columns) == list(POINT_COLUMNS)
+    assert points["late_starts"].isna().all() and (points["interpreter"] == "").all()
+    (run / "points.csv").write_text("model,status\nasyncio,ok\n")
+    with pytest.raises(ResultsError, match="lacks columns: concurrency, repeat, throughput"):
+        load_results(run)
