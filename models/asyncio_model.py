@@ -160,7 +160,9 @@ async def run_attempts(wait: Wait, shared: Shared) -> int:
 async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
     """One try: a round trip on a pooled connection (or the loop's timer), cancelled at the
     timeout. Returns the response's size."""
-    async with asyncio.timeout(wait.timeout_s):
+    # A step without a timeout gets no timeout scope: a scope costs even when it never fires.
+    limit = contextlib.nullcontext() if wait.timeout_s is None else asyncio.timeout(wait.timeout_s)
+    async with limit:
         if shared.window.service is None:
             await asyncio.sleep(attempt.seconds)
             failed, size = attempt.fails, wait.response_bytes
