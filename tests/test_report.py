@@ -231,3 +231,24 @@ def test_findings_compare_interpreters() -> None:
     assert "threads at N=2: 1.70x on 3.13.5t of its 3.13.5 throughput." in sentences
     assert "On 3.13.5, threads never beat processes." in sentences
     assert "On 3.13.5t, threads beat processes at N=2." in sentences
+
+
+def test_an_open_load_report_draws_latency_against_the_offered_rate(tmp_path: Path) -> None:
+    results = api.run(
+        "io-bound",
+        ["sync", "asyncio"],
+        [4],
+        warmup_s=0.0,
+        duration_s=0.5,
+        repeat=1,
+        load="open",
+        rate=[10.0, 30.0],
+        transport="sleep",
+        out=tmp_path,
+    )
+    assert list(results.points["rate"]) == [10.0, 30.0, 10.0, 30.0]
+    assert set(results.points["load"]) == {"open"}
+    page = (results.run_dir / "report.html").read_text()
+    assert "id='fig-open-load'" in page
+    assert "Knees (the highest offered rate with p99 within 500 ms" in page
+    assert "id='fig-throughput'" not in page  # throughput against N says nothing here
