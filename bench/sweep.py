@@ -194,7 +194,11 @@ def _search_knees(
     served) — or halve it until one meets it — then bisect between the two."""
     probes = itertools.count()
     for model, level in itertools.product(config.models, config.concurrency):
-        probe = dataclasses.replace(config, models=(model,), concurrency=(level,), rates=(1.0,))
+        # One search per model, level and interpreter: each probe is a point of its own, and
+        # the bisection's rates differ between searches, so repeats would not line up.
+        probe = dataclasses.replace(
+            config, models=(model,), concurrency=(level,), rates=(1.0,), repeat=1
+        )
         for first in plan_points(probe, calibration):  # one per interpreter
             if first.skip_reason:
                 measure(next(probes), 0, first)

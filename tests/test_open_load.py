@@ -126,6 +126,7 @@ def test_auto_search_brackets_then_bisects_to_the_knee(capacity: float) -> None:
         max_threads=4,
         load="open",
         slo_ms=100.0,
+        repeat=3,  # a search is not repeated: its probes would not line up
     )
     offered: list[float] = []
 
@@ -139,6 +140,7 @@ def test_auto_search_brackets_then_bisects_to_the_knee(capacity: float) -> None:
 
     sweep._search_knees(config, TINY_CALIBRATION, 2, fake_measure)
     assert offered[0] == pytest.approx(1000.0 / TINY.critical_path_ms(), rel=1e-3)
+    assert len(offered) == len(set(offered))  # one search: no rate offered twice
     best = max(r for r in offered if r <= capacity)
     assert capacity / 1.2 <= best <= capacity  # bisection closes in on the knee
 
