@@ -80,7 +80,7 @@ def serve(
         extra_steps = window.scenario.max_width() - 1
         with (
             ThreadPoolExecutor(max(1, extra_steps)) as steps,
-            ThreadPoolExecutor(max(1, window.scenario.background_steps())) as later,
+            ThreadPoolExecutor(window.scenario.handoff_workers(1)) as later,
         ):
             shared = Shared(window, tally, locks, stock, transport, steps, later)
             started = window.start(at_s=crew.start())

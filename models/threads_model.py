@@ -46,14 +46,14 @@ def run(window: Window) -> Tally:
     products = window.scenario.products()
     tally = Tally(stock=[STOCK_START] * products)
     transport = open_transport(window.service, window.connections())
-    # Enough pool threads that no stage waits for one: N users x the extra steps of a stage,
-    # and as many for the background steps as the jobs hand off.
+    # Enough pool threads that no stage waits for one (N users x the extra steps of a stage),
+    # and enough to keep up with the background work the users hand off.
     extra_steps = window.scenario.max_width() - 1
-    handed_off = window.scenario.background_steps()
+    handed_off = window.scenario.handoff_workers(window.concurrency)
     try:
         with (
             ThreadPoolExecutor(max(1, window.concurrency * extra_steps)) as steps,
-            ThreadPoolExecutor(max(1, window.concurrency * handed_off)) as later,
+            ThreadPoolExecutor(handed_off) as later,
         ):
             locks = [threading.Lock() for _ in range(products)]
             start_users(Shared(window, tally, locks, tally.stock, transport, steps, later))

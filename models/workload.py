@@ -264,6 +264,17 @@ class Scenario:
         """How many steps of a job run in the background."""
         return sum(step.background for step in self.steps())
 
+    def handoff_workers(self, users: int) -> int:
+        """Threads enough for the background work of `users` users, by Little's law: each user
+        hands off background_ms of work per critical path, and a pool twice that size keeps up
+        with the bursts. A pool starts its threads only as work comes."""
+        background_ms = sum(step.mean_ms() for step in self.steps() if step.background)
+        if not background_ms:
+            return 1
+        return max(
+            self.background_steps(), math.ceil(2 * users * background_ms / self.critical_path_ms())
+        )
+
     def products(self) -> int:
         """How many products the stock table holds (0 when no step locks one)."""
         return max((step.lock.products for step in self.steps() if step.lock), default=0)
