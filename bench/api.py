@@ -33,7 +33,7 @@ from bench.sweep import SweepConfig, run_sweep
 from models import MODELS
 from models.workload import Scenario, calibrate
 
-# Sized so that a full run (6 models x 4 levels x 3 repeats) ends within 5 minutes on 2 cores,
+# Sized so that a full run (7 models x 4 levels x 3 repeats) takes about 5 minutes on 2 cores,
 # with levels low enough to reach steady state in that time: past N=128 a 2 s window on a
 # CPU-bound job mostly sees the start-up transient (the Little's-law warning says so).
 DEFAULT_CONCURRENCY = (1, 8, 32, 128)
