@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -178,9 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM ends a run as Ctrl-C does: points kept, the latency service stopped."""
+    raise KeyboardInterrupt
+
+
 def _run(args: argparse.Namespace) -> int:
     plain = not sys.stdout.isatty() or "NO_COLOR" in os.environ
     display = _Display(plain=plain, quiet=args.quiet)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         results = api.run(
             scenario=args.scenario,

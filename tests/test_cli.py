@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from bench.cli import main
@@ -164,3 +167,31 @@ def test_report_command_rebuilds_and_rejects_non_runs(
         f"bench: error: '{tmp_path}' is not a run directory (no meta.json); give a folder "
         "made by `python -m bench run`, e.g. results/<run-id>\n"
     )
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_and_stops_its_service(tmp_path: Path) -> None:
+    run = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bench", "run", "--scenario", "io-bound"),
+            *("--models", "asyncio", "--concurrency", "1", "--warmup", "0", "--duration", "60"),
+            *("--repeat", "1", "--out", str(tmp_path)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    parent = psutil.Process(run.pid)
+    service = None
+    for _ in range(600):  # the run starts its latency service after calibration
+        service = next((p for p in parent.children() if "serve" in p.cmdline()), None)
+        if service is not None:
+            break
+        time.sleep(0.05)
+    assert service is not None
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130
+    assert "interrupted: 0 points kept" in err
+    _, alive = psutil.wait_procs([service], timeout=10)
+    assert alive == []
