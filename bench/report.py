@@ -170,7 +170,8 @@ def _scenario_html(results: Results) -> str:
     parts.append("</ol>")
     parts.append(
         f"<p>Critical path {scenario.critical_path_ms():.1f} ms and CPU work "
-        f"{scenario.cpu_ms():.1f} ms per job (mean durations): the inputs of the bound.</p>"
+        f"{scenario.cpu_ms():.1f} ms per job (means, retries included), "
+        f"{scenario.success_rate():.2%} of jobs can succeed: the inputs of the bound.</p>"
     )
     return "".join(parts)
 
