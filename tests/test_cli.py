@@ -169,6 +169,20 @@ def test_report_command_rebuilds_and_rejects_non_runs(
     )
 
 
+def _wait_for_service(parent: psutil.Process) -> psutil.Process:
+    """The run's latency service; the run starts it after calibration, whose short-lived
+    children may have ended (or be zombies) by the time they are looked at."""
+    for _ in range(600):
+        for child in parent.children():
+            try:
+                if "serve" in child.cmdline():
+                    return child
+            except psutil.NoSuchProcess:  # ZombieProcess is one too
+                continue
+        time.sleep(0.05)
+    raise AssertionError("the run never started its latency service")
+
+
 def test_sigterm_stops_a_run_like_ctrl_c_and_stops_its_service(tmp_path: Path) -> None:
     run = subprocess.Popen(
         [
@@ -181,16 +195,13 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_stops_its_service(tmp_path: Path) -
         text=True,
         cwd=ROOT,
     )
-    parent = psutil.Process(run.pid)
-    service = None
-    for _ in range(600):  # the run starts its latency service after calibration
-        service = next((p for p in parent.children() if "serve" in p.cmdline()), None)
-        if service is not None:
-            break
-        time.sleep(0.05)
-    assert service is not None
-    run.send_signal(signal.SIGTERM)
-    _, err = run.communicate(timeout=60)
+    try:
+        service = _wait_for_service(psutil.Process(run.pid))
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:  # a failed step must not leave the run behind to trouble later tests
+        run.kill()
+        run.communicate()
     assert run.returncode == 130
     assert "interrupted: 0 points kept" in err
     _, alive = psutil.wait_procs([service], timeout=10)
