@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench.engines import check_engines, describe_engines, make_engine
 from bench.environment import describe_environment, load_average, usable_cores
 from bench.errors import UnknownNameError, UsageError
 from bench.interpreters import check_runtime, own, probe
@@ -84,6 +85,9 @@ def run(
     arrivals: str = "constant",
     slo_ms: float | None = None,
     python: Sequence[str] = (),
+    dask_address: str | None = None,
+    broker: str | None = None,
+    result_backend: str | None = None,
     quick: bool = False,
     timeout_s: float | None = None,
     command: Sequence[str] = (),
@@ -97,6 +101,8 @@ def run(
     `load="open"` offers jobs at each `rate` (jobs per second, or "auto" to search each model's
     knee against `slo_ms`), with `concurrency` as the in-flight cap. `python` lists other
     interpreters to run every point under (each with the runtime set installed).
+    `dask_address` (a scheduler), `broker` and `result_backend` (Celery's) send the dask and
+    celery models' jobs to workers the user runs; without them each point starts its own.
     Raises `BenchError` for bad arguments, before anything runs.
     """
     address = check_transport(transport, service)
@@ -105,12 +111,15 @@ def run(
     scenario_spec = resolve_scenario(scenario)
     slo = _check_slo(slo_ms, scenario_spec)
     default_levels = DEFAULT_OPEN_CONCURRENCY if load == "open" else DEFAULT_CONCURRENCY
+    levels = check_concurrency(
+        concurrency or (QUICK_CONCURRENCY if quick and load == "closed" else default_levels)
+    )
+    cores = usable_cores()
+    engine = make_engine(dask_address, broker, result_backend, scenario_spec, levels, cores)
     config = SweepConfig(
         scenario=scenario_spec,
         models=check_models(models if models is not None else _default_models()),
-        concurrency=check_concurrency(
-            concurrency or (QUICK_CONCURRENCY if quick and load == "closed" else default_levels)
-        ),
+        concurrency=levels,
         warmup_s=_check_seconds(
             "--warmup",
             warmup_s if warmup_s is not None else (QUICK_WARMUP_S if quick else DEFAULT_WARMUP_S),
@@ -138,14 +147,15 @@ def run(
         arrivals=arrivals,
         slo_ms=slo,
         interpreters=interpreters,
+        engine=engine,
     )
     progress = progress or Progress()
     now = dt.datetime.now().astimezone()
     check_out_dir(Path(out))
     if address is not None:
         check_reachable(address)
+    check_engines(engine, config.models)
     calibration = calibrate()
-    cores = usable_cores()
     micro = _quick_micro()
     # Only now, so that Ctrl-C during the set-up above leaves no run without its meta.json.
     run_dir = new_run_dir(Path(out), config.scenario.name, now)
@@ -179,6 +189,7 @@ def run(
             "point_timeout_s": config.point_timeout_s(),
             "cores": cores,
         },
+        "engines": describe_engines(engine, config.models),
         "finished": None,
         "load_average_end": None,
     }

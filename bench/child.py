@@ -27,6 +27,7 @@ import psutil
 from bench.scenarios import scenario_from_dict
 from bench.stats import Histogram
 from models import MODELS
+from models.cluster import Engine
 from models.load import STOCK_START, Finished, Tally, Window, arrivals, finished
 from models.workload import (
     FAILED,
@@ -192,6 +193,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         max_jobs=spec.get("max_jobs"),
         announce_fd=announce_write,
         service=None if service is None else (service[0], service[1]),
+        engine=Engine(**spec.get("engine", {})),
         arrivals=None
         if spec.get("rate") is None
         else arrivals(

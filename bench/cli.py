@@ -88,6 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="with tcp: a latency service already running (`bench serve`), on this machine or "
         "another, instead of one the run starts",
     )
+    run.add_argument(
+        "--dask-address",
+        metavar="tcp://HOST:8786",
+        help="the dask model: a scheduler already running, with its workers, instead of a "
+        "LocalCluster per point",
+    )
+    run.add_argument(
+        "--broker",
+        metavar="URL",
+        help="the celery model: a broker already running (redis://HOST:6379/0 or amqp://HOST), "
+        "with workers you started, instead of a private redis-server and workers per point",
+    )
+    run.add_argument(
+        "--result-backend",
+        metavar="URL",
+        help="the celery model: the Redis for results, stock and locks (default: the broker)",
+    )
     run.add_argument("--duration", type=float, help="measured window per point, seconds")
     run.add_argument("--warmup", type=float, help="uncounted warm-up per point, seconds")
     run.add_argument("--seed", type=int, default=0, help="seed of the job draws (default 0)")
@@ -207,6 +224,9 @@ def _run(args: argparse.Namespace) -> int:
             arrivals=args.arrivals,
             slo_ms=args.slo_ms,
             python=_parse_names("--python", args.python) if args.python is not None else (),
+            dask_address=args.dask_address,
+            broker=args.broker,
+            result_backend=args.result_backend,
             quick=args.quick,
             command=["python", "-m", "bench", *sys.argv[1:]],
             progress=display.progress(),

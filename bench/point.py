@@ -7,13 +7,14 @@ import dataclasses
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
 from bench.environment import child_environment
 from bench.scenarios import scenario_to_dict
+from models.cluster import Engine
 from models.workload import Calibration, Scenario
 
 
@@ -35,6 +36,7 @@ class PointSpec:
     rate: float | None = None  # open load: jobs per second offered; None: closed
     python: str | None = None  # the interpreter the point runs under; None: this one
     arrivals: str = "constant"  # open load: constant or poisson
+    engine: Engine = field(default_factory=Engine)  # the dask and celery models' cluster or broker
 
     def with_service(self, address: tuple[str, int], pid: int | None) -> PointSpec:
         """This point, doing its I/O with the service at `address`."""
@@ -55,6 +57,7 @@ class PointSpec:
             "service_pid": self.service_pid,
             "rate": self.rate,
             "arrivals": self.arrivals,
+            "engine": dataclasses.asdict(self.engine),
         }
         return json.dumps(data)
 

@@ -7,9 +7,10 @@ import itertools
 import math
 import resource
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from bench.engines import engine_shortfall
 from bench.errors import BenchError
 from bench.interpreters import Interpreter, own_tag
 from bench.point import PointFailed, PointSpec, measure_point
@@ -18,6 +19,7 @@ from bench.service import Service
 from bench.stats import Histogram, bound_per_s
 from bench.summary import ERROR_SHARE, meets_target, point_warnings
 from models import MODELS
+from models.cluster import Engine
 from models.workload import Calibration, Scenario
 
 # Grace on top of warm-up and measured window for starting the runtime and draining jobs.
@@ -51,6 +53,7 @@ class SweepConfig:
     arrivals: str = "constant"
     slo_ms: float = math.inf  # open load: the p99 a rate must keep to count as served
     interpreters: tuple[Interpreter, ...] = ()  # --python; () runs points under this one
+    engine: Engine = field(default_factory=Engine)  # the dask and celery models' cluster or broker
 
     def point_timeout_s(self) -> float:
         """The hard timeout of each point (an open point may also work off its queue)."""
@@ -116,7 +119,9 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
                         f"raise it with {flags[info.cap]}"
                     )
                 else:
-                    reason = fd_shortfall(config, model, level, fd_limit)
+                    reason = engine_shortfall(model, config.engine) or fd_shortfall(
+                        config, model, level, fd_limit
+                    )
                 if reason and repeat > 1:
                     continue
                 spec = _spec(config, calibration, model, level, repeat, rate)
@@ -147,6 +152,7 @@ def _spec(
         config.duration_s,
         rate=rate,
         arrivals=config.arrivals,
+        engine=config.engine,
     )
 
 

@@ -68,6 +68,20 @@ MODELS: dict[str, Model] = {
             "one asyncio loop (uvloop where installed) per core, N/P jobs each",
         ),
         Model(
+            "dask",
+            "models.dask_model",
+            "each job a task on a dask.distributed cluster, awaited as a future",
+            requires="distributed",
+            default=False,
+        ),
+        Model(
+            "celery",
+            "models.celery_model",
+            "each job a Celery task through a Redis broker to worker processes",
+            requires="celery",
+            default=False,
+        ),
+        Model(
             "anyio-asyncio",
             "models.anyio_model",
             "the anyio model on asyncio's event loop",

@@ -1,4 +1,4 @@
-"""celery: each job a Celery task sent through a broker to worker processes; steps overlap on threads."""
+"""celery: each job a Celery task sent through a Redis broker to worker processes' threads."""
 
 from __future__ import annotations
 
@@ -47,12 +47,21 @@ from models.workload import (
 # Jobs travel as JSON, as a production task's arguments do (and Celery refuses to run a
 # pickle-accepting worker as root). Nested values are decoded first, so each decoder sees its
 # own fields already typed.
-register_type(Attempt, "attempt", lambda a: [a.seconds, a.fails, a.backoff_s], lambda v: Attempt(*v))
+register_type(
+    Attempt, "attempt", lambda a: [a.seconds, a.fails, a.backoff_s], lambda v: Attempt(*v)
+)
 register_type(
     Wait,
     "wait",
-    lambda w: [w.job, w.attempts, w.timeout_s, w.request_bytes, w.response_bytes, w.product,
-               w.background],
+    lambda w: [
+        w.job,
+        w.attempts,
+        w.timeout_s,
+        w.request_bytes,
+        w.response_bytes,
+        w.product,
+        w.background,
+    ],
     lambda v: Wait(v[0], tuple(v[1]), *v[2:]),
 )
 register_type(
@@ -97,13 +106,35 @@ def run(window: Window) -> Tally:
         store = engine.store() or broker
         client = Celery("bench-client", broker=broker, backend=store, set_as_current=False)
         if engine.broker is None:
-            stack.enter_context(worker_processes([
-                [sys.executable, "-m", "celery", "-A", __name__, "-b", broker,
-                 "--result-backend", store, "worker", "--pool", "threads",
-                 "--concurrency", str(engine.threads), "--without-gossip", "--without-mingle",
-                 "--loglevel", "WARNING", "--hostname", f"bench{worker}@%h"]
-                for worker in range(engine.workers)
-            ]))
+            stack.enter_context(
+                worker_processes(
+                    [
+                        [
+                            sys.executable,
+                            "-m",
+                            "celery",
+                            "-A",
+                            __name__,
+                            "-b",
+                            broker,
+                            "--result-backend",
+                            store,
+                            "worker",
+                            "--pool",
+                            "threads",
+                            "--concurrency",
+                            str(engine.threads),
+                            "--without-gossip",
+                            "--without-mingle",
+                            "--loglevel",
+                            "WARNING",
+                            "--hostname",
+                            f"bench{worker}@%h",
+                        ]
+                        for worker in range(engine.workers)
+                    ]
+                )
+            )
             wait_for_celery_workers(client, engine.workers)
         return start_users(window, client, store)
 
@@ -134,18 +165,20 @@ def start_users(window: Window, client: Celery, store_url: str) -> Tally:
     for user in users:
         user.join()
     # The background steps ran as tasks of their own; their results say how each ended.
-    for job, count in sorted(collections.Counter(tally.handed_off).items()):
+    for handed_job, count in sorted(collections.Counter(tally.handed_off).items()):
         for n in range(count):
             left_s = max(1.0, started.drain_limit_s() - time.perf_counter())
             with contextlib.suppress(Exception):  # one that never ended is reported as such
                 (job, handed_s, ended_s, checksum, outcome), step_tally = client.AsyncResult(
-                    f"{run_id}:bg:{job}:{n}"
+                    f"{run_id}:bg:{handed_job}:{n}"
                 ).get(timeout=left_s)
                 handed_s, ended_s = to_perf_s(handed_s), to_perf_s(ended_s)
                 tally.background.append((job, handed_s, handed_s, ended_s, checksum, outcome))
                 tally.merge(step_tally)
     if products:
-        tally.stock = [int(level) for level in store.mget([f"{run_id}:stock:{p}" for p in products])]
+        tally.stock = [
+            int(level or 0) for level in store.mget([f"{run_id}:stock:{p}" for p in products])
+        ]
     store.close()
     return tally
 

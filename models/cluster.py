@@ -82,9 +82,11 @@ def redis_store(url: str) -> redis.Redis:
 def wait_for_celery_workers(client: Celery, workers: int) -> None:
     """Wait until `workers` Celery workers answer a ping through the broker."""
     deadline = time.monotonic() + _START_TIMEOUT_S
-    while len(client.control.ping(timeout=0.5)) < workers:
+    while len(client.control.ping(timeout=0.5) or []) < workers:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{workers} Celery workers did not start within {_START_TIMEOUT_S} s")
+            raise RuntimeError(
+                f"{workers} Celery workers did not start within {_START_TIMEOUT_S} s"
+            )
 
 
 def to_perf_s(wall_s: float) -> float:
@@ -111,8 +113,21 @@ def private_redis() -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as folder:
         server = subprocess.Popen(
-            [program, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-             "--appendonly", "no", "--dir", folder, "--loglevel", "warning"],
+            [
+                program,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                folder,
+                "--loglevel",
+                "warning",
+            ],
             stdout=subprocess.DEVNULL,
         )
         try:

@@ -1,4 +1,4 @@
-"""dask: each job a task on a dask.distributed cluster, awaited as a future; steps overlap on threads."""
+"""dask: each job a task on a dask.distributed cluster's worker threads, awaited as a future."""
 
 from __future__ import annotations
 
@@ -116,9 +116,7 @@ async def serve(
         tally.records.append(record)
 
 
-def run_job(
-    job: Job, run_id: str, service: tuple[str, int] | None
-) -> tuple[int, int, Tally]:
+def run_job(job: Job, run_id: str, service: tuple[str, int] | None) -> tuple[int, int, Tally]:
     """On a worker: run the stages in order; a stage that fails ends the job. Returns (checksum,
     outcome, what the job did to the shared state)."""
     shared = Shared(run_id, service, get_client(), Tally(), *worker_io(service))
@@ -162,7 +160,9 @@ def hand_off(
     except Exception as error:
         checksum, outcome = 0, shared.tally.outcome(error)
     # Wall-clock times: the client may be on another machine, with another perf_counter.
-    Queue(run_id, client=shared.client).put(((action.job, handed_wall_s, time.time(), checksum, outcome), shared.tally))
+    Queue(run_id, client=shared.client).put(
+        ((action.job, handed_wall_s, time.time(), checksum, outcome), shared.tally)
+    )
 
 
 def run_step(action: Action, shared: Shared) -> int:
