@@ -6,7 +6,6 @@ import collections
 import concurrent.futures
 import contextlib
 import itertools
-import sys
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from kombu.utils.json import register_type
 from models.cluster import (
     CELERY_ACKS_LATE,
     CELERY_PREFETCH_MULTIPLIER,
+    celery_worker_command,
     private_redis,
     redis_store,
     to_perf_s,
@@ -106,33 +106,10 @@ def run(window: Window) -> Tally:
         store = engine.store() or broker
         client = Celery("bench-client", broker=broker, backend=store, set_as_current=False)
         if engine.broker is None:
+            workers = range(engine.workers)
             stack.enter_context(
                 worker_processes(
-                    [
-                        [
-                            sys.executable,
-                            "-m",
-                            "celery",
-                            "-A",
-                            __name__,
-                            "-b",
-                            broker,
-                            "--result-backend",
-                            store,
-                            "worker",
-                            "--pool",
-                            "threads",
-                            "--concurrency",
-                            str(engine.threads),
-                            "--without-gossip",
-                            "--without-mingle",
-                            "--loglevel",
-                            "WARNING",
-                            "--hostname",
-                            f"bench{worker}@%h",
-                        ]
-                        for worker in range(engine.workers)
-                    ]
+                    [celery_worker_command(broker, store, engine.threads, n) for n in workers]
                 )
             )
             wait_for_celery_workers(client, engine.workers)

@@ -79,6 +79,17 @@ def redis_store(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
+def celery_worker_command(broker: str, store: str, threads: int, number: int) -> list[str]:
+    """A Celery worker of the celery model: one process whose `threads` threads each run a job
+    (blocking sockets, as the threads model's)."""
+    return [
+        sys.executable, "-m", "celery", "-A", "models.celery_model", "-b", broker,
+        "--result-backend", store, "worker", "--pool", "threads", "--concurrency", str(threads),
+        "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
+        "--hostname", f"bench{number}@%h",
+    ]  # fmt: skip
+
+
 def wait_for_celery_workers(client: Celery, workers: int) -> None:
     """Wait until `workers` Celery workers answer a ping through the broker."""
     deadline = time.monotonic() + _START_TIMEOUT_S

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+
 import pytest
+from celery import Celery
+from distributed import Client
 
 from bench.stats import Histogram
+from models.cluster import (
+    Engine,
+    celery_worker_command,
+    free_port,
+    private_redis,
+    wait_for_celery_workers,
+    worker_processes,
+)
 from models.workload import Calibration, CpuStep, Dist, IoStep, Scenario, Stage
 
 # Fixed, small: a "millisecond" of CPU is a few hundred kernel steps, whatever the machine.
@@ -39,3 +52,23 @@ def histogram_of(values_ms: list[float]) -> Histogram:
 def tiny() -> Scenario:
     """The tiny scenario."""
     return TINY
+
+
+@pytest.fixture(scope="session")
+def engines() -> Iterator[Engine]:
+    """A dask scheduler with workers and a Redis broker with Celery workers, started once with
+    the commands the README gives for a cluster of one's own, and shared by the tests."""
+    scheduler = f"tcp://127.0.0.1:{free_port()}"
+    dask = [
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", scheduler.rpartition(":")[2], "--no-dashboard"],
+        [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nworkers", "2",
+         "--nthreads", "16", "--no-dashboard"],
+    ]  # fmt: skip
+    with private_redis() as broker:
+        celery = [celery_worker_command(broker, broker, 16, n) for n in range(2)]
+        with worker_processes(dask + celery):
+            wait_for_celery_workers(Celery(broker=broker, set_as_current=False), 2)
+            with Client(scheduler, timeout=60) as client:
+                client.wait_for_workers(2, timeout=60)
+            yield Engine(dask_address=scheduler, broker=broker)

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.engines import ENGINE_MODELS
 from bench.service import LocalService
 from models import MODELS
+from models.cluster import Engine
 from models.load import STOCK_START, Finished, Tally, Window, finished
 from models.scenarios import SCENARIOS
 from models.workload import (
@@ -91,11 +93,29 @@ def run_jobs(
     concurrency: int,
     jobs: int,
     service: tuple[str, int] | None = None,
+    engine: Engine | None = None,
 ) -> Tally:
     window = Window(
-        scenario, TINY_CALIBRATION, SEED, concurrency, 0.0, 600.0, max_jobs=jobs, service=service
+        scenario,
+        TINY_CALIBRATION,
+        SEED,
+        concurrency,
+        0.0,
+        600.0,
+        max_jobs=jobs,
+        service=service,
+        engine=engine or Engine(),
     )
     return MODELS[model].runner()(window)
+
+
+@pytest.fixture
+def engine(model: str, request: pytest.FixtureRequest) -> Engine:
+    """The shared cluster and broker for the dask and celery models (started only for them)."""
+    if model in ENGINE_MODELS:
+        shared: Engine = request.getfixturevalue("engines")
+        return shared
+    return Engine()
 
 
 def records(tally: Tally) -> list[Finished]:
@@ -105,9 +125,9 @@ def records(tally: Tally) -> list[Finished]:
 @pytest.mark.parametrize("concurrency", [1, 3])
 @pytest.mark.parametrize("model", AVAILABLE)
 def test_model_runs_every_job_once_with_the_right_checksum(
-    model: str, concurrency: int, tiny: Scenario, transport: tuple[str, int] | None
+    model: str, engine: Engine, concurrency: int, tiny: Scenario, transport: tuple[str, int] | None
 ) -> None:
-    tally = run_jobs(model, tiny, concurrency, 25, transport)
+    tally = run_jobs(model, tiny, concurrency, 25, transport, engine=engine)
     assert [r.job_index for r in records(tally)] == list(range(25))
     verifier = Verifier()
     for r in records(tally):
@@ -118,9 +138,9 @@ def test_model_runs_every_job_once_with_the_right_checksum(
 
 @pytest.mark.parametrize("model", AVAILABLE)
 def test_failures_and_retries_give_the_expected_counts(
-    model: str, transport: tuple[str, int] | None
+    model: str, engine: Engine, transport: tuple[str, int] | None
 ) -> None:
-    tally = run_jobs(model, FLAKY, 3, 40, transport)
+    tally = run_jobs(model, FLAKY, 3, 40, transport, engine=engine)
     drawn = [draw_job(FLAKY, TINY_CALIBRATION, SEED, i).stages[0][0] for i in range(40)]
     assert [r.outcome for r in records(tally)] == [step_outcome(a) for a in drawn]
     assert collections.Counter(tally.retried) == collections.Counter(
@@ -130,8 +150,10 @@ def test_failures_and_retries_give_the_expected_counts(
 
 
 @pytest.mark.parametrize("model", AVAILABLE)
-def test_timeouts_are_honoured_and_counted(model: str, transport: tuple[str, int] | None) -> None:
-    tally = run_jobs(model, SLOW, 3, 6, transport)
+def test_timeouts_are_honoured_and_counted(
+    model: str, engine: Engine, transport: tuple[str, int] | None
+) -> None:
+    tally = run_jobs(model, SLOW, 3, 6, transport, engine=engine)
     assert [r.outcome for r in records(tally)] == [TIMED_OUT] * 6
     assert sorted(tally.retried) == list(range(6))  # one retry each
     # Two tries cut at 5 ms, not two 2 s waits: the runtime really gave up.
@@ -139,8 +161,10 @@ def test_timeouts_are_honoured_and_counted(model: str, transport: tuple[str, int
 
 
 @pytest.mark.parametrize("model", AVAILABLE)
-def test_stock_stays_exact_under_contention(model: str, transport: tuple[str, int] | None) -> None:
-    tally = run_jobs(model, LOCKED, 8, 80, transport)
+def test_stock_stays_exact_under_contention(
+    model: str, engine: Engine, transport: tuple[str, int] | None
+) -> None:
+    tally = run_jobs(model, LOCKED, 8, 80, transport, engine=engine)
     assert all(r.outcome == OK for r in records(tally)), tally.errors
     assert len(tally.sold) == 80
     sold = collections.Counter(tally.sold)
@@ -149,8 +173,10 @@ def test_stock_stays_exact_under_contention(model: str, transport: tuple[str, in
 
 
 @pytest.mark.parametrize("model", AVAILABLE)
-def test_every_background_step_completes(model: str, transport: tuple[str, int] | None) -> None:
-    tally = run_jobs(model, HANDED_OFF, 3, 20, transport)
+def test_every_background_step_completes(
+    model: str, engine: Engine, transport: tuple[str, int] | None
+) -> None:
+    tally = run_jobs(model, HANDED_OFF, 3, 20, transport, engine=engine)
     assert sorted(tally.handed_off) == list(range(20))
     background = finished(tally.background)
     assert sorted(r.job_index for r in background) == list(range(20))
@@ -163,8 +189,8 @@ def test_every_background_step_completes(model: str, transport: tuple[str, int] 
 
 
 @pytest.mark.parametrize("model", AVAILABLE)
-def test_sync_style_queueing_is_only_in_sync(model: str, tiny: Scenario) -> None:
-    tally = run_jobs(model, tiny, 4, 12)
+def test_sync_style_queueing_is_only_in_sync(model: str, engine: Engine, tiny: Scenario) -> None:
+    tally = run_jobs(model, tiny, 4, 12, engine=engine)
     waited = [r for r in records(tally) if r.started_s - r.submitted_s > 0]
     if model == "sync":
         # Four users submit at once and one thread serves them: all but the first job waits.
@@ -173,9 +199,10 @@ def test_sync_style_queueing_is_only_in_sync(model: str, tiny: Scenario) -> None
         assert waited == []
 
 
-def test_all_models_return_identical_results(tiny: Scenario) -> None:
+def test_all_models_return_identical_results(tiny: Scenario, engines: Engine) -> None:
     checksums = {
-        model: [r.checksum for r in records(run_jobs(model, tiny, 2, 10))] for model in AVAILABLE
+        model: [r.checksum for r in records(run_jobs(model, tiny, 2, 10, engine=engines))]
+        for model in AVAILABLE
     }
     assert len({tuple(c) for c in checksums.values()}) == 1
 

@@ -1,0 +1,135 @@
+"""The engines beyond one machine as a user meets them: engines a point starts for itself, the
+user's own scheduler or broker, and what happens when one is missing or down."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.engines import engine_shortfall
+from bench.sweep import SweepConfig, plan_points
+from models import MODELS
+from models.celery_model import run as run_celery
+from models.cluster import REDIS_MISSING, Engine, private_redis
+from models.load import Window, finished
+from models.workload import LOST
+from tests.conftest import TINY, TINY_CALIBRATION
+from tests.test_cli import bench_run
+
+TINY_TOML = """\
+name = "tiny"
+description = "A quick call beside a little CPU, and an e-mail in the background."
+[[stages]]
+name = "work"
+[[stages.steps]]
+name = "call"
+type = "io"
+wait = { dist = "constant", mean_ms = 1 }
+lock = { products = 3, skew = 1.0 }
+[[stages.steps]]
+name = "compute"
+type = "cpu"
+cpu = { dist = "constant", mean_ms = 0.2 }
+[[stages.steps]]
+name = "e-mail"
+type = "io"
+wait = { dist = "constant", mean_ms = 1 }
+background = true
+"""
+
+
+def test_each_point_starts_and_stops_its_own_engine(tmp_path: Path) -> None:
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(TINY_TOML)
+    done = bench_run(
+        tmp_path / "out", "--scenario", str(scenario), "--models", "dask,celery",
+        "--concurrency", "1,4", "--warmup", "0.5", "--duration", "1", "--repeat", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    with (run_dir / "points.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["model"], r["concurrency"], r["status"]) for r in rows] == [
+        (m, n, "ok") for m in ("dask", "celery") for n in ("1", "4")
+    ], [r["reason"] for r in rows]
+    assert all(int(r["jobs"]) > 0 and r["errors"] == "0" for r in rows)
+    engines = json.loads((run_dir / "meta.json").read_text())["engines"]
+    assert engines["dask"]["cluster"] == "LocalCluster per point"
+    assert engines["celery"]["broker"] == "private redis-server per point"
+    assert engines["celery"]["prefetch_multiplier"] == 1
+    assert engines["celery"]["acks_late"] is True
+    assert engines["dask"]["workers"] == engines["celery"]["workers"] >= 1
+    assert engines["dask"]["threads_per_worker"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dask-address", "127.0.0.1:8786"], r"--dask-address '127.0.0.1:8786' is not a sch"),
+        (["--broker", "localhost"], r"--broker 'localhost' is not a broker URL"),
+        (["--result-backend", "redis://h/0"], r"--result-backend needs --broker"),
+        (["--broker", "amqp://h"], r"--broker 'amqp://h' needs --result-backend redis://"),
+        (
+            ["--models", "celery", "--broker", "redis://127.0.0.1:1/0"],
+            r"cannot reach the Celery broker at redis://127.0.0.1:1/0",
+        ),
+        (
+            ["--models", "dask", "--dask-address", "tcp://127.0.0.1:1"],
+            r"cannot reach the dask scheduler at tcp://127.0.0.1:1",
+        ),
+    ],
+)
+def test_a_bad_or_absent_engine_is_one_line_and_status_2(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    assert main(["run", *flags, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: ") and err.count("\n") == 1, err
+    assert re.search(message, err), err
+    assert list(tmp_path.iterdir()) == []
+    assert time.monotonic() - started < 60  # a check, not a hang
+
+
+def test_a_broker_with_no_workers_names_them_in_its_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with private_redis() as broker:
+        assert main(["run", "--models", "celery", "--broker", broker, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"no Celery worker answers on {broker}; start workers with `celery -A" in err
+
+
+def test_without_redis_server_celery_is_skipped_with_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "")
+    assert engine_shortfall("celery", Engine()) == REDIS_MISSING
+    assert engine_shortfall("celery", Engine(broker="redis://h:6379/0")) == ""
+    assert engine_shortfall("dask", Engine()) == ""
+    config = SweepConfig(TINY, ("celery",), (1,), 0.0, 1.0, 0, 8, 8)
+    (planned,) = plan_points(config, TINY_CALIBRATION)
+    assert planned.skip_reason == REDIS_MISSING
+    assert "apt-get install redis-server" in REDIS_MISSING
+
+
+def test_jobs_no_worker_takes_end_lost_with_their_reason_instead_of_hanging() -> None:
+    with private_redis() as broker:  # a broker, and no worker behind it
+        window = Window(
+            TINY, TINY_CALIBRATION, 1, 2, 0.0, 0.2, max_jobs=2, engine=Engine(broker=broker)
+        )
+        started = time.monotonic()
+        tally = run_celery(window)
+    assert [r.outcome for r in finished(tally.records)] == [LOST, LOST]
+    assert tally.errors and "TimeoutError" in tally.errors[0]
+    assert time.monotonic() - started < 30
+
+
+def test_the_engines_are_listed_but_not_in_the_default_run() -> None:
+    assert not MODELS["dask"].default and not MODELS["celery"].default
