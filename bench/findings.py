@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.summary import LATE_SHARE, SERVICE_BUSY, knees, per_level
+from bench.summary import LATE_SHARE, SERVICE_BUSY, engine_floors, knees, per_level
 from bench.usl import fit_models
 
 # Within this share of the best throughput, two models count as tied.
@@ -44,6 +44,7 @@ def findings(
         *_outcomes(ok),
         *_service(ok),
         *_interpreters(ok),
+        *_engine_floors(points),
         _largest_gap(ok, cores),
         *_scalability(points),
         *_runtime_costs(micro or []),
@@ -182,6 +183,17 @@ def _interpreters(ok: pd.DataFrame) -> list[str]:
                 )
             )
     return sentences
+
+
+def _engine_floors(levels: pd.DataFrame) -> list[str]:
+    """What one job through dask or celery costs over the same steps run in one process."""
+    return [
+        f"With one job in flight, {r['model']} adds {r['floor_ms']:.1f} ms to the p50 latency "
+        f"of {r['reference']} ({r['p50_ms']:.1f} vs {r['reference_p50_ms']:.1f} ms) and uses "
+        f"{r['cpu_ms_per_job']:.1f} ms of CPU per job against {r['reference_cpu_ms_per_job']:.1f}: "
+        "the floor of sending a job through the engine and back."
+        for r in engine_floors(levels).to_dict("records")
+    ]
 
 
 def _service(ok: pd.DataFrame) -> list[str]:

@@ -17,7 +17,7 @@ from bench import plots
 from bench.findings import findings, open_findings
 from bench.results import Results, load_results, write_atomically
 from bench.scenarios import describe_step
-from bench.summary import per_level, twin_ratios
+from bench.summary import engine_floors, per_level, twin_ratios
 from bench.usl import fit_models
 
 _TABLE_COLUMNS = (
@@ -131,6 +131,7 @@ def render(results: Results) -> str:
         _table(_levels(results), _LEVEL_COLUMNS),
         "</section>",
         *_twins_html(results),
+        *_engines_html(results),
         "<section id='usl'><h2>Scalability fits (Universal Scalability Law)</h2>",
         "<p>X(N) = &lambda;N / (1 + &sigma;(N&minus;1) + &kappa;N(N&minus;1)): &sigma; is the "
         "share of each job that serialises (a lock, the GIL, one event loop), &kappa; the cost "
@@ -229,6 +230,30 @@ def _twins_html(results: Results) -> list[str]:
         f"<td>{_e(r['concurrency'])}</td><td>{r['throughput_ratio']:.2f}</td>"
         f"<td>{r['p99_ratio']:.2f}</td></tr>"
         for r in ratios.to_dict("records")
+    )
+    rows.append("</table></section>")
+    return rows
+
+
+def _engines_html(results: Results) -> list[str]:
+    floors = engine_floors(per_level(results.points))
+    if floors.empty:
+        return []
+    rows = [
+        "<section id='engines'><h2>The engines' floor</h2>",
+        "<p>One job in flight (N=1): what sending it through the engine and back costs, beside "
+        "a model that runs the same blocking steps in one process. The difference in p50 latency "
+        "is the engine's floor: no job through it ends sooner. CPU counts the whole tree "
+        "(client, scheduler or broker, workers) per job served.</p>",
+        "<table><tr><th>engine</th><th>p50 ms</th><th>beside</th><th>its p50 ms</th>"
+        "<th>floor ms</th><th>CPU ms per job</th><th>beside's CPU ms per job</th></tr>",
+    ]
+    rows.extend(
+        f"<tr><td class=text>{_e(r['model'])}</td><td>{_format(r['p50_ms'])}</td>"
+        f"<td class=text>{_e(r['reference'])}</td><td>{_format(r['reference_p50_ms'])}</td>"
+        f"<td>{_format(r['floor_ms'])}</td><td>{_format(r['cpu_ms_per_job'])}</td>"
+        f"<td>{_format(r['reference_cpu_ms_per_job'])}</td></tr>"
+        for r in floors.to_dict("records")
     )
     rows.append("</table></section>")
     return rows

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from bench.engines import ENGINE_MODELS
 from bench.results import POINT_COLUMNS, TEXT_COLUMNS
 from models import MODELS
 
@@ -159,6 +160,62 @@ def twin_ratios(levels: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["model", "twin", "concurrency", "throughput_ratio", "p99_ratio"]
     )
+
+
+def engine_floors(levels: pd.DataFrame) -> pd.DataFrame:
+    """What sending a job through dask or celery costs with one job in flight: each engine's
+    p50 latency and CPU per job at N=1 beside those of a model that runs the same blocking
+    steps in one process (threads, else sync), from the per-level medians (`per_level`)."""
+    single = levels[
+        (levels["status"] == "ok") & (levels["concurrency"] == 1) & levels["rate"].isna()
+    ]
+    # Keyed by the registry's name: with several interpreters a row's model is "dask @3.12.1".
+    by_model = {
+        (str(r["model"]).split(" @")[0], str(r["interpreter"])): r
+        for r in single.to_dict("records")
+    }
+    rows = []
+    for (model, interpreter), row in by_model.items():
+        other = next(
+            (
+                by_model[(name, interpreter)]
+                for name in _ENGINE_REFERENCES
+                if (name, interpreter) in by_model
+            ),
+            None,
+        )
+        if model not in ENGINE_MODELS or other is None:
+            continue
+        rows.append(
+            {
+                "model": row["model"],
+                "reference": other["model"],
+                "p50_ms": row["latency_p50_ms"],
+                "reference_p50_ms": other["latency_p50_ms"],
+                "floor_ms": row["latency_p50_ms"] - other["latency_p50_ms"],
+                "cpu_ms_per_job": _cpu_ms_per_job(row),
+                "reference_cpu_ms_per_job": _cpu_ms_per_job(other),
+            }
+        )
+    return pd.DataFrame(rows, columns=_FLOOR_COLUMNS)
+
+
+_ENGINE_REFERENCES = ("threads", "sync")
+_FLOOR_COLUMNS = [
+    "model",
+    "reference",
+    "p50_ms",
+    "reference_p50_ms",
+    "floor_ms",
+    "cpu_ms_per_job",
+    "reference_cpu_ms_per_job",
+]
+
+
+def _cpu_ms_per_job(row: dict[Hashable, Any]) -> float:
+    """CPU milliseconds of the whole process tree (engine included) per job served."""
+    throughput = float(row["throughput"])
+    return 1000.0 * float(row["cpu_util"]) / throughput if throughput > 0 else math.nan
 
 
 def _rate(value: Any) -> float | None:
