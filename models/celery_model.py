@@ -105,6 +105,7 @@ def run(window: Window) -> Tally:
         broker = engine.broker or stack.enter_context(private_redis())
         store = engine.store() or broker
         client = Celery("bench-client", broker=broker, backend=store, set_as_current=False)
+        stack.callback(client.close)  # before a private broker stops
         if engine.broker is None:
             workers = range(engine.workers)
             stack.enter_context(
@@ -145,10 +146,13 @@ def start_users(window: Window, client: Celery, store_url: str) -> Tally:
     for handed_job, count in sorted(collections.Counter(tally.handed_off).items()):
         for n in range(count):
             left_s = max(1.0, started.drain_limit_s() - time.perf_counter())
-            with contextlib.suppress(Exception):  # one that never ended is reported as such
-                (job, handed_s, ended_s, checksum, outcome), step_tally = client.AsyncResult(
-                    f"{run_id}:bg:{handed_job}:{n}"
-                ).get(timeout=left_s)
+            result = client.AsyncResult(f"{run_id}:bg:{handed_job}:{n}")
+            try:
+                (job, handed_s, ended_s, checksum, outcome), step_tally = result.get(timeout=left_s)
+            except Exception:  # one that never ended is reported as such
+                with contextlib.suppress(Exception):
+                    result.forget()
+            else:
                 handed_s, ended_s = to_perf_s(handed_s), to_perf_s(ended_s)
                 tally.background.append((job, handed_s, handed_s, ended_s, checksum, outcome))
                 tally.merge(step_tally)
@@ -177,12 +181,15 @@ def serve(
             time.sleep(early_s)
         started_s = time.perf_counter()
         left_s = max(1.0, window.drain_limit_s() - started_s)
+        result = client.send_task("bench.run_job", (job, run_id, window.service, store_url))
         try:
-            checksum, outcome, done = client.send_task(
-                "bench.run_job", (job, run_id, window.service, store_url)
-            ).get(timeout=left_s)
+            checksum, outcome, done = result.get(timeout=left_s)
         except Exception as error:  # the broker or a worker lost the task
             checksum, outcome, done = 0, tally.outcome(error), Tally()
+            # Forgotten (unsubscribed) now: left to the garbage collector, the result would
+            # try to unsubscribe once a private broker is gone.
+            with contextlib.suppress(Exception):
+                result.forget()
         ended_s = time.perf_counter()
         tally.merge(done)
         submitted_s = window.due_s(job.index, started_s)

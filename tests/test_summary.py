@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.results import POINT_COLUMNS
-from bench.summary import coefficient_of_variation, mean_ci, per_level, twin_ratios
+from bench.summary import coefficient_of_variation, engine_floors, mean_ci, per_level, twin_ratios
 
 samples = st.lists(st.floats(min_value=1.0, max_value=1e5), min_size=2, max_size=30)
 
@@ -116,3 +116,23 @@ def test_several_interpreters_name_each_model_per_interpreter() -> None:
     assert list(levels["throughput"]) == [100.0, 180.0]
     alone = per_level(gil)  # one interpreter: plain names
     assert list(alone["model"]) == ["threads"]
+
+
+def test_an_engines_floor_is_its_single_job_cost_over_threads() -> None:
+    single = {"concurrency": 1, "cpu_util": 0.5}
+    threads = rows([20.0]).assign(model="threads", latency_p50_ms=50.0, **single)
+    dask = rows([10.0]).assign(model="dask", latency_p50_ms=54.5, **single)
+    busier = rows([80.0]).assign(model="dask", latency_p50_ms=90.0)  # N=8: not a floor
+    lonely = rows([10.0]).assign(model="celery", latency_p50_ms=51.0, interpreter="3.12.1")
+    levels = per_level(pd.concat([threads, dask, busier, lonely]))
+    (floor,) = engine_floors(levels).to_dict("records")  # celery ran beside no threads
+    assert (floor.pop("model"), floor.pop("reference")) == ("dask @1.0", "threads @1.0")
+    assert floor == pytest.approx(
+        {
+            "p50_ms": 54.5,
+            "reference_p50_ms": 50.0,
+            "floor_ms": 4.5,
+            "cpu_ms_per_job": 50.0,  # 0.5 cores over 10 jobs/s
+            "reference_cpu_ms_per_job": 25.0,
+        }
+    )
