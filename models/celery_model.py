@@ -157,9 +157,9 @@ def start_users(window: Window, client: Celery, store_url: str) -> Tally:
                 tally.background.append((job, handed_s, handed_s, ended_s, checksum, outcome))
                 tally.merge(step_tally)
     if products:
-        tally.stock = [
-            int(level or 0) for level in store.mget([f"{run_id}:stock:{p}" for p in products])
-        ]
+        keys = [f"{run_id}:stock:{p}" for p in products]
+        tally.stock = [int(level or 0) for level in store.mget(keys)]
+        store.delete(*keys)  # the broker may be the user's own
     store.close()
     return tally
 

@@ -90,6 +90,8 @@ async def start_users(window: Window, address: str) -> Tally:
                 tally.background.append((job, handed_s, handed_s, ended_s, checksum, outcome))
                 tally.merge(step_tally)
         tally.stock = list(await asyncio.gather(*(level.get() for level in stock)))
+        for level in stock:  # the cluster may be the user's own
+            level.delete()
     return tally
 
 
