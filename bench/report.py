@@ -239,24 +239,26 @@ def _engines_html(results: Results) -> list[str]:
     floors = engine_floors(per_level(results.points))
     if floors.empty:
         return []
-    rows = [
+    return [
         "<section id='engines'><h2>The engines' floor</h2>",
         "<p>One job in flight (N=1): what sending it through the engine and back costs, beside "
         "a model that runs the same blocking steps in one process. The difference in p50 latency "
         "is the engine's floor: no job through it ends sooner. CPU counts the whole tree "
         "(client, scheduler or broker, workers) per job served.</p>",
-        "<table><tr><th>engine</th><th>p50 ms</th><th>beside</th><th>its p50 ms</th>"
-        "<th>floor ms</th><th>CPU ms per job</th><th>beside's CPU ms per job</th></tr>",
+        _table(
+            [r | {"status": "ok"} for r in floors.to_dict("records")],
+            (
+                ("engine", "model"),
+                ("p50 ms", "p50_ms"),
+                ("beside", "reference"),
+                ("its p50 ms", "reference_p50_ms"),
+                ("floor ms", "floor_ms"),
+                ("CPU ms per job", "cpu_ms_per_job"),
+                ("beside's CPU ms per job", "reference_cpu_ms_per_job"),
+            ),
+        ),
+        "</section>",
     ]
-    rows.extend(
-        f"<tr><td class=text>{_e(r['model'])}</td><td>{_format(r['p50_ms'])}</td>"
-        f"<td class=text>{_e(r['reference'])}</td><td>{_format(r['reference_p50_ms'])}</td>"
-        f"<td>{_format(r['floor_ms'])}</td><td>{_format(r['cpu_ms_per_job'])}</td>"
-        f"<td>{_format(r['reference_cpu_ms_per_job'])}</td></tr>"
-        for r in floors.to_dict("records")
-    )
-    rows.append("</table></section>")
-    return rows
 
 
 def _micro_table(micro: list[dict[str, Any]] | None) -> str:

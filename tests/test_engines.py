@@ -48,7 +48,7 @@ def test_each_point_starts_and_stops_its_own_engine(tmp_path: Path) -> None:
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(TINY_TOML)
     done = bench_run(
-        tmp_path / "out", "--scenario", str(scenario), "--models", "dask,celery",
+        tmp_path / "out", "--scenario", str(scenario), "--models", "threads,dask,celery",
         "--concurrency", "1,4", "--warmup", "0.5", "--duration", "1", "--repeat", "1",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -56,7 +56,7 @@ def test_each_point_starts_and_stops_its_own_engine(tmp_path: Path) -> None:
     with (run_dir / "points.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [(r["model"], r["concurrency"], r["status"]) for r in rows] == [
-        (m, n, "ok") for m in ("dask", "celery") for n in ("1", "4")
+        (m, n, "ok") for m in ("threads", "dask", "celery") for n in ("1", "4")
     ], [r["reason"] for r in rows]
     assert all(int(r["jobs"]) > 0 and r["errors"] == "0" for r in rows)
     engines = json.loads((run_dir / "meta.json").read_text())["engines"]
@@ -66,6 +66,11 @@ def test_each_point_starts_and_stops_its_own_engine(tmp_path: Path) -> None:
     assert engines["celery"]["acks_late"] is True
     assert engines["dask"]["workers"] == engines["celery"]["workers"] >= 1
     assert engines["dask"]["threads_per_worker"] >= 1
+    page = (run_dir / "report.html").read_text()
+    floors = page.split("<section id='engines'>")[1].split("</section>")[0]
+    assert "<td class=text>dask</td>" in floors and "<td class=text>celery</td>" in floors
+    assert floors.count("<td>threads</td>") == 2  # each beside threads
+    assert "With one job in flight, dask adds" in page
 
 
 @pytest.mark.parametrize(
