@@ -193,6 +193,7 @@ def _engine_floors(levels: pd.DataFrame) -> list[str]:
         f"{r['cpu_ms_per_job']:.1f} ms of CPU per job against {r['reference_cpu_ms_per_job']:.1f}: "
         "the floor of sending a job through the engine and back."
         for r in engine_floors(levels).to_dict("records")
+        if r["reference"]
     ]
 
 

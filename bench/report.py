@@ -244,7 +244,8 @@ def _engines_html(results: Results) -> list[str]:
         "<p>One job in flight (N=1): what sending it through the engine and back costs, beside "
         "a model that runs the same blocking steps in one process. The difference in p50 latency "
         "is the engine's floor: no job through it ends sooner. CPU counts the whole tree "
-        "(client, scheduler or broker, workers) per job served.</p>",
+        "(client, scheduler or broker, workers) per job served. Without threads or sync at "
+        "N=1 in the run there is nothing to set it beside: add threads to --models.</p>",
         _table(
             [r | {"status": "ok"} for r in floors.to_dict("records")],
             (

@@ -165,7 +165,8 @@ def twin_ratios(levels: pd.DataFrame) -> pd.DataFrame:
 def engine_floors(levels: pd.DataFrame) -> pd.DataFrame:
     """What sending a job through dask or celery costs with one job in flight: each engine's
     p50 latency and CPU per job at N=1 beside those of a model that runs the same blocking
-    steps in one process (threads, else sync), from the per-level medians (`per_level`)."""
+    steps in one process (threads, else sync; none if the run has neither), from the per-level
+    medians (`per_level`)."""
     single = levels[
         (levels["status"] == "ok") & (levels["concurrency"] == 1) & levels["rate"].isna()
     ]
@@ -176,25 +177,22 @@ def engine_floors(levels: pd.DataFrame) -> pd.DataFrame:
     }
     rows = []
     for (model, interpreter), row in by_model.items():
-        other = next(
-            (
-                by_model[(name, interpreter)]
-                for name in _ENGINE_REFERENCES
-                if (name, interpreter) in by_model
-            ),
-            None,
-        )
-        if model not in ENGINE_MODELS or other is None:
+        if model not in ENGINE_MODELS:
             continue
+        references = [by_model.get((name, interpreter)) for name in _ENGINE_REFERENCES]
+        other = next((r for r in references if r is not None), None)
+        beside = {  # without a reference in the run, the engine's own figures still show
+            "reference": "" if other is None else other["model"],
+            "reference_p50_ms": math.nan if other is None else other["latency_p50_ms"],
+            "reference_cpu_ms_per_job": math.nan if other is None else _cpu_ms_per_job(other),
+        }
         rows.append(
             {
                 "model": row["model"],
-                "reference": other["model"],
                 "p50_ms": row["latency_p50_ms"],
-                "reference_p50_ms": other["latency_p50_ms"],
-                "floor_ms": row["latency_p50_ms"] - other["latency_p50_ms"],
+                "floor_ms": row["latency_p50_ms"] - beside["reference_p50_ms"],
                 "cpu_ms_per_job": _cpu_ms_per_job(row),
-                "reference_cpu_ms_per_job": _cpu_ms_per_job(other),
+                **beside,
             }
         )
     return pd.DataFrame(rows, columns=_FLOOR_COLUMNS)

@@ -111,10 +111,15 @@ async def serve(
         if (early_s := window.wait_s(job.index)) > 0:  # open load: wait until it is due
             await asyncio.sleep(early_s)
         started_s = time.perf_counter()
+        left_s = max(1.0, window.drain_limit_s() - started_s)
         try:  # pure=False: equal jobs are still separate orders, never merged into one task
-            checksum, outcome, done = await client.submit(
-                run_job, job, run_id, window.service, pure=False
-            )
+            async with asyncio.timeout(left_s):  # a cluster that went away must not hang us
+                checksum, outcome, done = await client.submit(
+                    run_job, job, run_id, window.service, pure=False
+                )
+        except TimeoutError:  # not a step's timeout: the job itself never came back
+            lost = RuntimeError(f"no result from the cluster within {left_s:.0f} s")
+            checksum, outcome, done = 0, tally.outcome(lost), Tally()
         except Exception as error:  # the engine lost the task
             checksum, outcome, done = 0, tally.outcome(error), Tally()
         ended_s = time.perf_counter()

@@ -3,20 +3,23 @@ user's own scheduler or broker, and what happens when one is missing or down."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from distributed import Client
 
 from bench.cli import main
 from bench.engines import engine_shortfall
 from bench.sweep import SweepConfig, plan_points
 from models import MODELS
-from models.celery_model import run as run_celery
-from models.cluster import REDIS_MISSING, Engine, private_redis
+from models.cluster import REDIS_MISSING, Engine, free_port, private_redis, worker_processes
 from models.load import Window, finished
 from models.workload import LOST
 from tests.conftest import TINY, TINY_CALIBRATION
@@ -124,15 +127,31 @@ def test_without_redis_server_celery_is_skipped_with_how_to_install_it(
     assert "apt-get install redis-server" in REDIS_MISSING
 
 
-def test_jobs_no_worker_takes_end_lost_with_their_reason_instead_of_hanging() -> None:
-    with private_redis() as broker:  # a broker, and no worker behind it
-        window = Window(
-            TINY, TINY_CALIBRATION, 1, 2, 0.0, 0.2, max_jobs=2, engine=Engine(broker=broker)
-        )
+@contextlib.contextmanager
+def engine_without_workers(model: str) -> Iterator[Engine]:
+    """A broker (celery) or a scheduler (dask) with no worker behind it."""
+    if model == "celery":
+        with private_redis() as broker:
+            yield Engine(broker=broker)
+        return
+    port = free_port()
+    scheduler = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                 "--port", str(port), "--no-dashboard"]  # fmt: skip
+    with worker_processes([scheduler]):
+        address = f"tcp://127.0.0.1:{port}"
+        with Client(address, timeout=60):  # up and answering
+            pass
+        yield Engine(dask_address=address)
+
+
+@pytest.mark.parametrize("model", ["dask", "celery"])
+def test_jobs_no_worker_takes_end_lost_with_their_reason_instead_of_hanging(model: str) -> None:
+    with engine_without_workers(model) as engine:
+        window = Window(TINY, TINY_CALIBRATION, 1, 2, 0.0, 0.2, max_jobs=2, engine=engine)
         started = time.monotonic()
-        tally = run_celery(window)
+        tally = MODELS[model].runner()(window)
     assert [r.outcome for r in finished(tally.records)] == [LOST, LOST]
-    assert tally.errors and "TimeoutError" in tally.errors[0]
+    assert tally.errors, "the reason is kept"
     assert time.monotonic() - started < 30
 
 

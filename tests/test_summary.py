@@ -123,9 +123,13 @@ def test_an_engines_floor_is_its_single_job_cost_over_threads() -> None:
     threads = rows([20.0]).assign(model="threads", latency_p50_ms=50.0, **single)
     dask = rows([10.0]).assign(model="dask", latency_p50_ms=54.5, **single)
     busier = rows([80.0]).assign(model="dask", latency_p50_ms=90.0)  # N=8: not a floor
-    lonely = rows([10.0]).assign(model="celery", latency_p50_ms=51.0, interpreter="3.12.1")
+    lonely = rows([10.0]).assign(
+        model="celery", latency_p50_ms=51.0, interpreter="3.12.1", **single
+    )
     levels = per_level(pd.concat([threads, dask, busier, lonely]))
-    (floor,) = engine_floors(levels).to_dict("records")  # celery ran beside no threads
+    floor, alone = engine_floors(levels).to_dict("records")
+    assert (alone["model"], alone["reference"], alone["p50_ms"]) == ("celery @3.12.1", "", 51.0)
+    assert math.isnan(alone["floor_ms"])  # celery ran beside no threads: no floor to give
     assert (floor.pop("model"), floor.pop("reference")) == ("dask @1.0", "threads @1.0")
     assert floor == pytest.approx(
         {
