@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 
@@ -54,20 +55,28 @@ def tiny() -> Scenario:
     return TINY
 
 
+@contextlib.contextmanager
+def dask_scheduler() -> Iterator[str]:
+    """`dask scheduler` on a free loopback port, answering; yields its address."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+               "--port", str(port), "--no-dashboard"]  # fmt: skip
+    with worker_processes([command]):
+        with Client(address, timeout=60):  # up and answering
+            pass
+        yield address
+
+
 @pytest.fixture(scope="session")
 def engines() -> Iterator[Engine]:
     """A dask scheduler with workers and a Redis broker with Celery workers, started once with
     the commands the README gives for a cluster of one's own, and shared by the tests."""
-    scheduler = f"tcp://127.0.0.1:{free_port()}"
-    dask = [
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-         "--port", scheduler.rpartition(":")[2], "--no-dashboard"],
-        [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nworkers", "2",
-         "--nthreads", "16", "--no-dashboard"],
-    ]  # fmt: skip
-    with private_redis() as broker:
+    with dask_scheduler() as scheduler, private_redis() as broker:
+        dask = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nworkers", "2",
+                "--nthreads", "16", "--no-dashboard"]  # fmt: skip
         celery = [celery_worker_command(broker, broker, 16, n) for n in range(2)]
-        with worker_processes(dask + celery):
+        with worker_processes([dask, *celery]):
             wait_for_celery_workers(Celery(broker=broker, set_as_current=False), 2)
             with Client(scheduler, timeout=60) as client:
                 client.wait_for_workers(2, timeout=60)

@@ -7,22 +7,20 @@ import contextlib
 import csv
 import json
 import re
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from distributed import Client
 
 from bench.cli import main
 from bench.engines import engine_shortfall
 from bench.sweep import SweepConfig, plan_points
 from models import MODELS
-from models.cluster import REDIS_MISSING, Engine, free_port, private_redis, worker_processes
+from models.cluster import REDIS_MISSING, Engine, private_redis
 from models.load import Window, finished
 from models.workload import LOST
-from tests.conftest import TINY, TINY_CALIBRATION
+from tests.conftest import TINY, TINY_CALIBRATION, dask_scheduler
 from tests.test_cli import bench_run
 
 TINY_TOML = """\
@@ -134,13 +132,7 @@ def engine_without_workers(model: str) -> Iterator[Engine]:
         with private_redis() as broker:
             yield Engine(broker=broker)
         return
-    port = free_port()
-    scheduler = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                 "--port", str(port), "--no-dashboard"]  # fmt: skip
-    with worker_processes([scheduler]):
-        address = f"tcp://127.0.0.1:{port}"
-        with Client(address, timeout=60):  # up and answering
-            pass
+    with dask_scheduler() as address:
         yield Engine(dask_address=address)
 
 
