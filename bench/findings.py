@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.engines import ENGINE_MODELS
 from bench.summary import LATE_SHARE, SERVICE_BUSY, engine_floors, knees, per_level
 from bench.usl import fit_models
 
@@ -219,7 +220,12 @@ def _largest_gap(ok: pd.DataFrame, cores: int) -> str:
     rows = concurrent if not concurrent.empty else ok
     worst = rows.sort_values("efficiency").iloc[0]
     model, cpu = str(worst["model"]), float(worst["cpu_util"])
-    if cpu >= _ONE_CORE * cores:
+    if cpu >= _ONE_CORE * cores and model.split(" @")[0] in ENGINE_MODELS:
+        cause = (
+            f"all {cores} cores were busy, mostly with the engine's own work (scheduling, "
+            "messages, the broker): see the engines' floor"
+        )
+    elif cpu >= _ONE_CORE * cores:
         cause = f"all {cores} cores were busy: the CPU work of the jobs is the limit"
     elif cpu >= _ONE_CORE and (model in _SINGLE_THREADED or model == "threads"):
         cause = f"it kept {cpu:.2f} cores busy, so one thread was saturated: " + (

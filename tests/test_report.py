@@ -252,3 +252,21 @@ def test_an_open_load_report_draws_latency_against_the_offered_rate(tmp_path: Pa
     assert "id='fig-open-load'" in page
     assert "Knees (the highest offered rate with p99 within 500 ms" in page
     assert "id='fig-throughput'" not in page  # throughput against N says nothing here
+
+
+def test_an_engine_that_fills_the_cores_is_named_as_the_limit() -> None:
+    import pandas as pd
+
+    from bench.findings import _largest_gap
+    from bench.results import POINT_COLUMNS
+
+    base = dict.fromkeys(POINT_COLUMNS, 1.0) | {"status": "ok", "concurrency": 32}
+    ok = pd.DataFrame(
+        [
+            base | {"model": "threads", "efficiency": 0.4, "cpu_util": 1.2},
+            base | {"model": "dask", "efficiency": 0.2, "cpu_util": 1.9},
+        ]
+    )
+    assert "mostly with the engine's own work" in _largest_gap(ok, cores=2)
+    jobs = ok.assign(model=["threads", "processes"])  # the same figures, no engine
+    assert "the CPU work of the jobs is the limit" in _largest_gap(jobs, cores=2)
