@@ -29,6 +29,8 @@ MIN_VERSION = (3, 11)
 # are then skipped there), the others may not.
 REQUIRED = ("trio", "anyio", "psutil")
 OPTIONAL = ("uvloop",)
+# Probed too: the dask and celery models run where these are installed (the `cluster` extra).
+ENGINES = ("distributed", "celery")
 _DISTRIBUTION = "pyconcurrency-bench"
 _PROBE = """
 import importlib.util, json, sys, sysconfig
@@ -74,7 +76,7 @@ def probe(path: str) -> Interpreter:
         )
     try:
         done = subprocess.run(
-            [path, "-c", _PROBE % (REQUIRED + OPTIONAL,)],
+            [path, "-c", _PROBE % (REQUIRED + OPTIONAL + ENGINES,)],
             capture_output=True,
             text=True,
             timeout=60,

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.engines import engine_shortfall
 from bench.errors import BenchError
-from bench.interpreters import Interpreter, own_tag
+from bench.interpreters import ENGINES, Interpreter, own_tag
 from bench.point import PointFailed, PointSpec, measure_point
 from bench.results import Point
 from bench.service import Service
@@ -109,9 +109,11 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
                 if python is None and not info.available():
                     reason = f"{info.requires} is not installed on this platform"
                 elif python is not None and info.requires not in (None, *python.modules):
-                    reason = (
-                        f"{info.requires} is not installed for Python {python.tag} "
-                        f"(`python -m bench interpreter add` tries to install it)"
+                    reason = f"{info.requires} is not installed for Python {python.tag} " + (
+                        f"(install the engines there: `{python.path} -m pip install distributed "
+                        "'celery[redis]'`)"
+                        if info.requires in ENGINES
+                        else "(`python -m bench interpreter add` tries to install it)"
                     )
                 elif info.cap is not None and level > caps[info.cap]:
                     reason = (

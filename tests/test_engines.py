@@ -15,6 +15,7 @@ import pytest
 
 from bench.cli import main
 from bench.engines import engine_shortfall
+from bench.interpreters import Interpreter
 from bench.sweep import SweepConfig, plan_points
 from models import MODELS
 from models.cluster import REDIS_MISSING, Engine, private_redis
@@ -145,6 +146,22 @@ def test_jobs_no_worker_takes_end_lost_with_their_reason_instead_of_hanging(mode
     assert [r.outcome for r in finished(tally.records)] == [LOST, LOST]
     assert tally.errors, "the reason is kept"
     assert time.monotonic() - started < 30
+
+
+def test_under_an_interpreter_without_the_engine_its_points_say_how_to_install_it() -> None:
+    bare = Interpreter(
+        "/opt/py/bin/python", "3.12.1", "3.12.1", "cpython", False, True, "", ("trio", "anyio")
+    )
+    config = SweepConfig(TINY, ("dask", "celery"), (1,), 0.0, 1.0, 0, 8, 8, interpreters=(bare,))
+    reasons = [planned.skip_reason for planned in plan_points(config, TINY_CALIBRATION)]
+    hint = (
+        "(install the engines there: "
+        "`/opt/py/bin/python -m pip install distributed 'celery[redis]'`)"
+    )
+    assert reasons == [
+        f"distributed is not installed for Python 3.12.1 {hint}",
+        f"celery is not installed for Python 3.12.1 {hint}",
+    ]
 
 
 def test_the_engines_are_listed_but_not_in_the_default_run() -> None:
