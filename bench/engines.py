@@ -54,7 +54,14 @@ def make_engine(
 
 
 def check_engines(engine: Engine, models: Sequence[str]) -> None:
-    """Check that the scheduler or broker the user gave answers, with workers behind it."""
+    """Check that the scheduler or broker the user gave is for a model that runs, and that it
+    answers, with workers behind it."""
+    for flag, value, model in (
+        ("--dask-address", engine.dask_address, "dask"),
+        ("--broker", engine.broker, "celery"),
+    ):
+        if value is not None and model not in models:
+            raise EngineError(f"{flag} is for the {model} model; add {model} to --models")
     if "dask" in models and engine.dask_address is not None:
         _check_dask(engine.dask_address)
     if "celery" in models and engine.broker is not None:

@@ -82,6 +82,11 @@ def test_each_point_starts_and_stops_its_own_engine(tmp_path: Path) -> None:
         (["--broker", "localhost"], r"--broker 'localhost' is not a broker URL"),
         (["--result-backend", "redis://h/0"], r"--result-backend needs --broker"),
         (["--broker", "amqp://h"], r"--broker 'amqp://h' needs --result-backend redis://"),
+        (["--broker", "redis://h/0"], r"--broker is for the celery model; add celery to --models"),
+        (
+            ["--dask-address", "tcp://h:8786"],
+            r"--dask-address is for the dask model; add dask to --models",
+        ),
         (
             ["--models", "celery", "--broker", "redis://127.0.0.1:1/0"],
             r"cannot reach the Celery broker at redis://127.0.0.1:1/0",
