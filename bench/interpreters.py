@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.errors import BenchError
+from models import MODELS
 
 # The oldest Python the models run on (asyncio.TaskGroup, ExceptionGroup, tomllib).
 MIN_VERSION = (3, 11)
@@ -29,8 +30,8 @@ MIN_VERSION = (3, 11)
 # are then skipped there), the others may not.
 REQUIRED = ("trio", "anyio", "psutil")
 OPTIONAL = ("uvloop",)
-# Probed too: the dask and celery models run where these are installed (the `cluster` extra).
-ENGINES = ("distributed", "celery")
+# Asked of every interpreter: the runtime set and whatever a model requires (uvloop, the engines).
+_PROBED = tuple(dict.fromkeys([*REQUIRED, *(m.requires for m in MODELS.values() if m.requires)]))
 _DISTRIBUTION = "pyconcurrency-bench"
 _PROBE = """
 import importlib.util, json, sys, sysconfig
@@ -76,7 +77,7 @@ def probe(path: str) -> Interpreter:
         )
     try:
         done = subprocess.run(
-            [path, "-c", _PROBE % (REQUIRED + OPTIONAL + ENGINES,)],
+            [path, "-c", _PROBE % (_PROBED,)],
             capture_output=True,
             text=True,
             timeout=60,

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.engines import engine_shortfall
 from bench.errors import BenchError
-from bench.interpreters import ENGINES, Interpreter, own_tag
+from bench.interpreters import Interpreter, own_tag
 from bench.point import PointFailed, PointSpec, measure_point
 from bench.results import Point
 from bench.service import Service
@@ -53,7 +53,7 @@ class SweepConfig:
     arrivals: str = "constant"
     slo_ms: float = math.inf  # open load: the p99 a rate must keep to count as served
     interpreters: tuple[Interpreter, ...] = ()  # --python; () runs points under this one
-    engine: Engine = field(default_factory=Engine)  # the dask and celery models' cluster or broker
+    engine: Engine = field(default_factory=Engine)  # dask's and celery's cluster or broker
 
     def point_timeout_s(self) -> float:
         """The hard timeout of each point (an open point may also work off its queue)."""
@@ -112,7 +112,7 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
                     reason = f"{info.requires} is not installed for Python {python.tag} " + (
                         f"(install the engines there: `{python.path} -m pip install distributed "
                         "'celery[redis]'`)"
-                        if info.requires in ENGINES
+                        if info.engine
                         else "(`python -m bench interpreter add` tries to install it)"
                     )
                 elif info.cap is not None and level > caps[info.cap]:

@@ -26,6 +26,7 @@ class Model:
     default: bool = True  # whether `bench run` runs it when no --models is given
     twin: str | None = None  # the native model this one wraps: the report shows the price
     one_at_a_time: bool = False  # serves one job at a time, whatever N
+    engine: bool = False  # sends jobs through a task-queue engine to workers (dask, celery)
 
     def available(self) -> bool:
         """Whether this platform can run the model."""
@@ -73,6 +74,7 @@ MODELS: dict[str, Model] = {
             "each job a task on a dask.distributed cluster, awaited as a future",
             requires="distributed",
             default=False,
+            engine=True,
         ),
         Model(
             "celery",
@@ -80,6 +82,7 @@ MODELS: dict[str, Model] = {
             "each job a Celery task through a Redis broker to worker processes",
             requires="celery",
             default=False,
+            engine=True,
         ),
         Model(
             "anyio-asyncio",

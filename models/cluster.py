@@ -28,6 +28,11 @@ if TYPE_CHECKING:  # imported where used: the dask model needs neither
 # another worker idles; a task is acknowledged once it ran, so a worker that dies loses none.
 CELERY_PREFETCH_MULTIPLIER = 1
 CELERY_ACKS_LATE = True
+# Why a celery point cannot start its own broker, and what to do.
+REDIS_MISSING = (
+    "redis-server is not installed; install it (`apt-get install redis-server`, "
+    "`brew install redis`) or give --broker redis://HOST:6379/0 with workers of your own"
+)
 # A worker's steps pool starts threads only as stages need them; this only bounds it.
 _MAX_STEP_THREADS = 1024
 # How long a private redis-server or a worker may take to answer after it is started.
@@ -123,22 +128,10 @@ def private_redis() -> Iterator[str]:
         raise RuntimeError(REDIS_MISSING)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as folder:
+        command = [program, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                   "--appendonly", "no", "--dir", folder, "--loglevel", "warning"]  # fmt: skip
         server = subprocess.Popen(
-            [
-                program,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                folder,
-                "--loglevel",
-                "warning",
-            ],
+            command,
             stdout=subprocess.DEVNULL,
         )
         try:
@@ -147,12 +140,6 @@ def private_redis() -> Iterator[str]:
         finally:
             server.terminate()
             server.wait()
-
-
-REDIS_MISSING = (
-    "redis-server is not installed; install it (`apt-get install redis-server`, "
-    "`brew install redis`) or give --broker redis://HOST:6379/0 with workers of your own"
-)
 
 
 def _wait_for_port(port: int, server: subprocess.Popen[bytes]) -> None:

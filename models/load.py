@@ -141,9 +141,7 @@ class Window:
     announce_fd: int | None = None  # start() writes its time here, for the point's monitor
     service: tuple[str, int] | None = None  # the latency service; None: I/O waits on a timer
     arrivals: tuple[float, ...] | None = None  # open load: when each job is due, from the start
-    engine: Engine = field(
-        default_factory=Engine
-    )  # the dask and celery models: their cluster or broker
+    engine: Engine = field(default_factory=Engine)  # dask's and celery's cluster or broker
     started_s: float = 0.0
 
     def connections(self) -> int:
