@@ -6,31 +6,36 @@ import dataclasses
 import datetime as dt
 import math
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from bench.engines import check_engines, describe_engines, make_engine
-from bench.environment import describe_environment, load_average, usable_cores
 from bench.errors import UnknownNameError, UsageError
-from bench.interpreters import check_runtime, own, probe
-from bench.micro import run_micro
-from bench.point import PointSpec
-from bench.report import write_report
-from bench.results import (
+from bench.files.meta import MicroCost, RunConfig, RunMeta
+from bench.files.results import Results, latest_run, load_results, write_summary
+from bench.files.run_dir import (
     SCHEMA_VERSION,
     Point,
     PointsWriter,
-    Results,
     check_out_dir,
-    latest_run,
-    load_results,
     new_run_dir,
     write_meta,
-    write_summary,
 )
-from bench.scenarios import resolve_scenario, scenario_to_dict
-from bench.service import LocalService, Service, check_reachable
-from bench.sweep import SweepConfig, run_sweep
+from bench.files.scenarios import resolve_scenario
+from bench.measuring.engines import check_engines, describe_engines, make_engine
+from bench.measuring.environment import (
+    describe_machine,
+    describe_python,
+    load_average,
+    package_versions,
+    suite_commit,
+    usable_cores,
+)
+from bench.measuring.interpreters import check_runtime, own, probe
+from bench.measuring.micro import run_micro
+from bench.measuring.service import LocalService, Service, check_reachable
+from bench.measuring.sweep import Progress, SweepConfig, run_sweep
+from bench.presenting.report import write_report
+from bench.version import __version__
 from models import MODELS
 from models.workload import Scenario, calibrate
 
@@ -55,15 +60,6 @@ ARRIVALS = ("constant", "poisson")
 DEFAULT_OPEN_CONCURRENCY = (1000,)
 # The default p99 target of `--rate auto`, in critical paths of the job.
 DEFAULT_SLO_PATHS = 10.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Progress:
-    """Callbacks a caller can pass to follow a run (the CLI draws its progress bar with them)."""
-
-    on_run_dir: Callable[[Path], None] = lambda run_dir: None
-    on_start: Callable[[int, int, PointSpec], None] = lambda i, n, spec: None
-    on_point: Callable[[Point], None] = lambda point: None
 
 
 def run(
@@ -160,39 +156,40 @@ def run(
     # Only now, so that Ctrl-C during the set-up above leaves no run without its meta.json.
     run_dir = new_run_dir(Path(out), config.scenario.name, now)
     progress.on_run_dir(run_dir)
-    meta = {
-        "schema_version": SCHEMA_VERSION,
-        "created": now.isoformat(timespec="seconds"),
-        "command": list(command),
-        **describe_environment(),
-        "interpreters": [i.to_dict() for i in interpreters or (own(),)],
-        "scenario": scenario_to_dict(config.scenario),
-        "calibration": dataclasses.asdict(calibration),
-        "micro": micro,
-        "config": {
-            "load": load,
-            "rates": list(rates)
-            if load == "open" and rates
-            else ("auto" if load == "open" else None),
-            "arrivals": arrivals if load == "open" else None,
-            "slo_ms": slo if load == "open" else None,
-            "transport": config.transport,
-            "service": service if service else ("local" if transport == "tcp" else None),
-            "models": list(config.models),
-            "concurrency": list(config.concurrency),
-            "warmup_s": config.warmup_s,
-            "duration_s": config.duration_s,
-            "seed": config.seed,
-            "repeat": config.repeat,
-            "max_processes": config.max_processes,
-            "max_threads": config.max_threads,
-            "point_timeout_s": config.point_timeout_s(),
-            "cores": cores,
-        },
-        "engines": describe_engines(engine, config.models),
-        "finished": None,
-        "load_average_end": None,
-    }
+    meta = RunMeta(
+        scenario=config.scenario,
+        schema_version=SCHEMA_VERSION,
+        created=now.isoformat(timespec="seconds"),
+        command=tuple(command),
+        suite_version=__version__,
+        suite_commit=suite_commit(),
+        machine=describe_machine(),
+        python=describe_python(),
+        packages=package_versions(),
+        processes_start_method=MODELS["processes"].start_method,
+        interpreters=interpreters or (own(),),
+        calibration=calibration,
+        micro=micro,
+        config=RunConfig(
+            load=load,
+            rates=(rates or "auto") if load == "open" else None,
+            arrivals=arrivals if load == "open" else None,
+            slo_ms=slo if load == "open" else None,
+            transport=config.transport,
+            service=service if service else ("local" if transport == "tcp" else None),
+            models=config.models,
+            concurrency=config.concurrency,
+            warmup_s=config.warmup_s,
+            duration_s=config.duration_s,
+            seed=config.seed,
+            repeat=config.repeat,
+            max_processes=config.max_processes,
+            max_threads=config.max_threads,
+            point_timeout_s=config.point_timeout_s(),
+            cores=cores,
+        ),
+        engines=describe_engines(engine, config.models),
+    )
     write_meta(run_dir, meta)
     writer = PointsWriter(run_dir)
 
@@ -206,21 +203,20 @@ def run(
     finally:
         if server is not None:
             server.close()
-    finished = {
-        "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "load_average_end": load_average(),
-    }
-    write_meta(run_dir, meta | finished)
+    finished = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    write_meta(
+        run_dir, dataclasses.replace(meta, finished=finished, load_average_end=load_average())
+    )
     results = load_results(run_dir)
     write_summary(results)
     write_report(results)
     return results
 
 
-def _quick_micro() -> list[dict[str, object]] | None:
+def _quick_micro() -> tuple[MicroCost, ...] | None:
     """The runtimes' own costs at a small scale, for the findings; None if it fails."""
     try:
-        return [dataclasses.asdict(r) for r in run_micro(MICRO_SCALE)]
+        return tuple(run_micro(MICRO_SCALE))
     except (subprocess.SubprocessError, OSError, ValueError):
         return None  # the sweep's numbers do not depend on it; the report says it is missing
 

@@ -9,25 +9,25 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from bench import api, interpreters
-from bench.compare import compare_runs
-from bench.environment import usable_cores
+from bench import api
+from bench.analysing.compare import compare_runs
+from bench.analysing.stats import bound_per_s
 from bench.errors import BenchError, UsageError
-from bench.micro import run_micro
-from bench.point import PointSpec
-from bench.report import build_report
-from bench.results import Point, load_results
-from bench.scenarios import describe_scenario, resolve_scenario
-from bench.service import run_service
-from bench.stats import bound_per_s
-from bench.summary import per_level
+from bench.files.results import load_results
+from bench.files.scenarios import describe_scenario, resolve_scenario
+from bench.measuring import interpreters
+from bench.measuring.environment import usable_cores
+from bench.measuring.micro import run_micro
+from bench.measuring.service import run_service
+from bench.presenting.report import build_report
+from bench.presenting.terminal import Display
 from models import MODELS
 from models.scenarios import SCENARIOS
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -203,7 +203,7 @@ def _stop(signum: int, frame: object) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     plain = not sys.stdout.isatty() or "NO_COLOR" in os.environ
-    display = _Display(plain=plain, quiet=args.quiet)
+    display = Display(plain=plain, quiet=args.quiet)
     signal.signal(signal.SIGTERM, _stop)
     try:
         results = api.run(
@@ -238,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"report: {build_report(display.run_dir)}")
         return 130
     display.close()
-    display.summary(per_level(results.points))
+    display.summary(results.levels)
     report = results.run_dir / "report.html"
     print(report if args.quiet else f"report: {report}")
     return 0
@@ -251,7 +251,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     a, b = load_results(_run_dir(args.run_a)), load_results(_run_dir(args.run_b))
-    changes = compare_runs(a, b, args.min_effect / 100.0)
+    changes = compare_runs(a.points, b.points, args.min_effect / 100.0)
     print(f"A: {a.run_dir}\nB: {b.run_dir}")
     if not changes:
         print("no model and level was measured ok in both runs")
@@ -390,168 +390,3 @@ def _parse_rates(text: str) -> list[float] | str:
 
 def _join(levels: Sequence[int]) -> str:
     return ",".join(map(str, levels))
-
-
-# (title, column, format, which value is best: max, min or neither)
-_COLUMNS = (
-    ("model", "model", "{}", None),
-    ("N", "concurrency", "{}", None),
-    ("rate/s", "rate", "{:g}", None),
-    ("status", "status", "{}", None),
-    ("runs", "repeats", "{}", None),
-    ("jobs/s", "throughput", "{:.1f}", max),
-    ("95% CI", "throughput_ci", "{}", None),
-    ("bound", "bound", "{:.1f}", None),
-    ("eff.", "efficiency", "{:.2f}", max),
-    ("p50 ms", "latency_p50_ms", "{:.1f}", min),
-    ("p99 ms", "latency_p99_ms", "{:.1f}", min),
-    ("CPU", "cpu_util", "{:.2f}", None),
-    ("RSS MB", "rss_peak_mb", "{:.0f}", min),
-)
-
-
-def _cell(row: dict[str, Any], column: str, fmt: str) -> str:
-    value = row.get(column)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return fmt.format(value)
-
-
-class _Display:
-    """Progress while the sweep runs and a table at the end: rich on a terminal, else plain."""
-
-    def __init__(self, plain: bool, quiet: bool) -> None:
-        self.plain = plain
-        self.quiet = quiet
-        self.done = 0
-        self.total = 0
-        self.run_dir = Path()
-        self._bar: Any = None
-        self._task: Any = None
-
-    def progress(self) -> api.Progress:
-        return api.Progress(
-            on_run_dir=self._run_dir,
-            on_start=self._start,
-            on_point=self._point,
-        )
-
-    def _run_dir(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-
-    def _open_bar(self, total: int) -> None:
-        self.total = total
-        if not self.plain and not self.quiet:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-            )
-            self._task = self._bar.add_task("starting", total=total or None)  # 0: unknown
-            self._bar.start()
-
-    def _start(self, i: int, total: int, spec: PointSpec) -> None:
-        if i == 0:
-            self._open_bar(total)
-        if self._bar is not None:
-            self._bar.update(self._task, description=f"{spec.model:<10} N={spec.concurrency:<5}")
-
-    def _point(self, point: Point) -> None:
-        self.done += 1
-        if self.quiet:
-            return
-        row = point.row
-        if row["status"] == "ok":
-            text = (
-                f"{row['throughput']:.1f} jobs/s, p99 {row['latency_p99_ms']:.1f} ms, "
-                f"efficiency {row['efficiency']:.2f}"
-            )
-        else:
-            text = f"{row['status']}: {row['reason']}"
-        if row.get("warning"):
-            text += f" (warning: {row['warning']})"
-        rate = "" if row.get("rate") is None else f" at {row['rate']:g}/s"
-        of = f"/{self.total}" if self.total else ""
-        line = f"[{self.done}{of}] {row['model']} N={row['concurrency']}{rate}: {text}"
-        if self._bar is not None:
-            self._bar.console.print(line, highlight=False, markup=False)
-            self._bar.advance(self._task)
-        else:
-            print(line, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-    def summary(self, levels: pd.DataFrame) -> None:
-        """The table of levels (medians over repeats); the best of each column starred or bold."""
-        if self.quiet:
-            return
-        records = [{str(k): v for k, v in r.items()} for r in levels.to_dict("records")]
-        for record in records:
-            low, high = record["throughput_ci_low"], record["throughput_ci_high"]
-            record["throughput_ci"] = "" if math.isnan(low) else f"{low:.1f}-{high:.1f}"
-        open_load = any(r.get("load") == "open" for r in records)
-        columns = [c for c in _COLUMNS if open_load or c[1] != "rate"]
-        headers = [title for title, _, _, _ in columns]
-        rows = [[_cell(r, column, fmt) for _, column, fmt, _ in columns] for r in records]
-        best = _best_cells(records, columns)
-        warnings = [
-            f"{r['model']} N={r['concurrency']}"
-            + ("" if r.get("load") != "open" else f" at {r['rate']:g}/s")
-            + f": {r['warning']}"
-            for r in records
-            if r["warning"]
-        ]
-        if self.plain:
-            marked = [
-                [c + ("*" if (r, k) in best else " ") for k, c in enumerate(row)]
-                for r, row in enumerate(rows)
-            ]
-            widths = [max(len(h) + 1, *(len(m[i]) for m in marked)) for i, h in enumerate(headers)]
-            print("  ".join(h.rjust(w - 1) + " " for h, w in zip(headers, widths, strict=True)))
-            for m in marked:
-                print("  ".join(c.rjust(w) for c, w in zip(m, widths, strict=True)))
-            print("* best in its column; medians over repeats, 95% CI of the mean throughput")
-        else:
-            from rich.console import Console
-            from rich.table import Table
-
-            table = Table(
-                *headers,
-                caption="bold green: best in its column; medians over repeats, "
-                "95% CI of the mean throughput",
-            )
-            for r, row in enumerate(rows):
-                table.add_row(
-                    *(f"[bold green]{c}[/]" if (r, k) in best else c for k, c in enumerate(row))
-                )
-            Console().print(table)
-        for warning in warnings:
-            print(f"warning: {warning}")
-
-
-def _best_cells(
-    records: list[dict[str, Any]], columns: list[tuple[str, str, str, Any]]
-) -> set[tuple[int, int]]:
-    """(row, column) of the best ok value in each column that has a best."""
-    cells = set()
-    for k, (_, column, _, pick) in enumerate(columns):
-        if pick is None:
-            continue
-        values = [(rec[column], r) for r, rec in enumerate(records) if rec["status"] == "ok"]
-        if values:
-            target = pick(v for v, _ in values)
-            cells |= {(r, k) for v, r in values if v == target}
-    return cells

@@ -7,7 +7,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from models.load import Tally, Window
 
@@ -26,7 +26,13 @@ class Model:
     default: bool = True  # whether `bench run` runs it when no --models is given
     twin: str | None = None  # the native model this one wraps: the report shows the price
     one_at_a_time: bool = False  # serves one job at a time, whatever N
+    one_loop: bool = False  # runs every job's Python work on one thread (one core at most)
     engine: bool = False  # sends jobs through a task-queue engine to workers (dask, celery)
+    # Models that run the same blocking steps in one process: an engine's floor is measured
+    # against the first of them that a run holds.
+    references: tuple[str, ...] = ()
+    start_method: Literal["forkserver"] | None = None  # how a model starts worker processes
+    colour: str = "#8c564b"  # the same in every figure
 
     def available(self) -> bool:
         """Whether this platform can run the model."""
@@ -41,32 +47,72 @@ class Model:
             return functools.partial(
                 run, loop_factory=importlib.import_module(self.loop).new_event_loop
             )
+        if self.start_method is not None:
+            return functools.partial(run, start_method=self.start_method)
         return run
 
+
+# forkserver: workers fork from a clean, pre-imported server, fast and without the hazards of
+# forking a process that has threads.
+_FORKSERVER: Final = "forkserver"
+# Blocking models that run an engine's steps in one process, the first found is the reference.
+_ENGINE_REFERENCES = ("threads", "sync")
 
 MODELS: dict[str, Model] = {
     m.name: m
     for m in (
         Model(
-            "sync", "models.sync_model", "one job at a time, steps in sequence", one_at_a_time=True
+            "sync",
+            "models.sync_model",
+            "one job at a time, steps in sequence",
+            one_at_a_time=True,
+            one_loop=True,
+            colour="#7f7f7f",
         ),
-        Model("threads", "models.threads_model", "a thread per in-flight job", cap="threads"),
         Model(
-            "processes", "models.processes_model", "a process per in-flight job", cap="processes"
+            "threads",
+            "models.threads_model",
+            "a thread per in-flight job",
+            cap="threads",
+            colour="#1f77b4",
         ),
-        Model("asyncio", "models.asyncio_model", "asyncio tasks on the default event loop"),
+        Model(
+            "processes",
+            "models.processes_model",
+            "a process per in-flight job",
+            cap="processes",
+            start_method=_FORKSERVER,
+            colour="#ff7f0e",
+        ),
+        Model(
+            "asyncio",
+            "models.asyncio_model",
+            "asyncio tasks on the default event loop",
+            one_loop=True,
+            colour="#2ca02c",
+        ),
         Model(
             "uvloop",
             "models.asyncio_model",
             "the asyncio model on uvloop's event loop",
             requires="uvloop",
             loop="uvloop",
+            one_loop=True,
+            colour="#17becf",
         ),
-        Model("trio", "models.trio_model", "trio tasks in nurseries"),
+        Model(
+            "trio",
+            "models.trio_model",
+            "trio tasks in nurseries",
+            one_loop=True,
+            colour="#9467bd",
+        ),
         Model(
             "processes-asyncio",
             "models.processes_asyncio_model",
             "one asyncio loop (uvloop where installed) per core, N/P jobs each",
+            start_method=_FORKSERVER,
+            colour="#d62728",
         ),
         Model(
             "dask",
@@ -75,6 +121,8 @@ MODELS: dict[str, Model] = {
             requires="distributed",
             default=False,
             engine=True,
+            references=_ENGINE_REFERENCES,
+            colour="#e377c2",
         ),
         Model(
             "celery",
@@ -83,6 +131,8 @@ MODELS: dict[str, Model] = {
             requires="celery",
             default=False,
             engine=True,
+            references=_ENGINE_REFERENCES,
+            colour="#bcbd22",
         ),
         Model(
             "anyio-asyncio",
@@ -91,6 +141,8 @@ MODELS: dict[str, Model] = {
             backend="asyncio",
             default=False,
             twin="asyncio",
+            one_loop=True,
+            colour="#98df8a",
         ),
         Model(
             "anyio-uvloop",
@@ -100,6 +152,8 @@ MODELS: dict[str, Model] = {
             backend="uvloop",
             default=False,
             twin="uvloop",
+            one_loop=True,
+            colour="#9edae5",
         ),
         Model(
             "anyio-trio",
@@ -108,6 +162,14 @@ MODELS: dict[str, Model] = {
             backend="trio",
             default=False,
             twin="trio",
+            one_loop=True,
+            colour="#c5b0d5",
         ),
     )
 }
+ENGINE_MODELS = tuple(name for name, model in MODELS.items() if model.engine)
+
+
+def registered(label: str) -> Model | None:
+    """The registry entry behind a row's model label ("threads @3.13.5t" is threads), if any."""
+    return MODELS.get(label.split(" @")[0])

@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.buffered import BufferedByteStream
 
-from models.load import STOCK_START, Record, Tally, Window
+from models.load import Record, Tally, Window, whole
 from models.wire import RESPONSE, encode_request
 from models.workload import (
     OK,
@@ -42,9 +43,10 @@ class Shared:
 
     window: Window
     tally: Tally
-    locks: list[anyio.Lock]  # one per product
-    handed_off: TaskGroup  # background steps run here, outliving their jobs
+    locks: Sequence[AbstractAsyncContextManager[object]]  # one per product
+    stock: MutableSequence[int]  # each product's stock, guarded by its lock
     idle: list[BufferedByteStream]  # the connection pool
+    handed_off: TaskGroup  # background steps run here, outliving their jobs
 
 
 def run(window: Window, backend: str = "asyncio") -> Tally:
@@ -55,28 +57,22 @@ def run(window: Window, backend: str = "asyncio") -> Tally:
 
 async def start_users(window: Window) -> Tally:
     """Open the connections, start one task per user, wait for them and for background work."""
-    products = window.scenario.products()
-    take = itertools.count().__next__  # one thread: no lock needed
+    part = whole(window, anyio.Lock)
     idle: list[BufferedByteStream] = []
     try:
         async with anyio.create_task_group() as handed_off:  # exits once background work ends
-            shared = Shared(
-                window,
-                Tally(stock=[STOCK_START] * products),
-                [anyio.Lock() for _ in range(products)],
-                handed_off,
-                idle,
-            )
+            shared = Shared(window, Tally(), part.locks, part.stock, idle, handed_off)
             if window.service is not None:
-                for _ in range(window.connections()):
+                for _ in range(window.connections(len(part.users))):
                     idle.append(BufferedByteStream(await anyio.connect_tcp(*window.service)))
-            window = window.start()
+            window = window.start(at_s=part.start())
             async with anyio.create_task_group() as users:
-                for user in range(window.concurrency):
-                    users.start_soon(serve, window, user, take, shared)
+                for user in part.users:
+                    users.start_soon(serve, window, user, part.take, shared)
     finally:
         for stream in idle:
             await stream.aclose()
+    shared.tally.stock = list(shared.stock)
     return shared.tally
 
 
@@ -144,9 +140,9 @@ async def run_step(action: Action, shared: Shared) -> int:
     if action.product is None:
         return await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
     async with shared.locks[action.product]:
-        level = shared.tally.stock[action.product]
+        level = shared.stock[action.product]
         result = await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
-        shared.tally.stock[action.product] = level - 1
+        shared.stock[action.product] = level - 1
         shared.tally.sold.append(action.product)
     return result
 

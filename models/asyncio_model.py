@@ -10,7 +10,7 @@ from collections.abc import Callable, MutableSequence, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
-from models.load import STOCK_START, Part, Record, Tally, Window
+from models.load import Part, Record, Tally, Window, whole
 from models.wire import RESPONSE, encode_request
 from models.workload import (
     OK,
@@ -54,18 +54,10 @@ def run(
 
 async def start_users(window: Window, part: Part | None = None) -> Tally:
     """Open the connections, start one task per user, wait for them and for background work."""
-    if part is None:  # the whole run, in this process
-        products = window.scenario.products()
-        part = Part(
-            range(window.concurrency),
-            itertools.count().__next__,  # one thread: no lock needed
-            lambda: None,  # no one to wait for: start now
-            [asyncio.Lock() for _ in range(products)],
-            [STOCK_START] * products,
-        )
+    part = part or whole(window, asyncio.Lock)
     shared = Shared(window, Tally(), part.locks, part.stock)
     if window.service is not None:
-        for _ in range(len(part.users) * window.scenario.max_io_width()):
+        for _ in range(window.connections(len(part.users))):
             shared.idle.append(await asyncio.open_connection(*window.service))
     window = window.start(at_s=part.start())
     try:
@@ -77,7 +69,7 @@ async def start_users(window: Window, part: Part | None = None) -> Tally:
     finally:
         for _, writer in shared.idle:
             writer.close()
-    shared.tally.stock = list(part.stock)
+    shared.tally.stock = list(shared.stock)
     return shared.tally
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -103,6 +104,19 @@ class Part:
     stock: MutableSequence[int]  # in shared memory
 
 
+def whole(window: Window, lock: Callable[[], AbstractAsyncContextManager[object]]) -> Part:
+    """The whole run, in this process: every user, fresh locks (made by `lock`) and stock, and
+    no other process to count jobs with or wait for."""
+    products = window.scenario.products()
+    return Part(
+        range(window.concurrency),
+        itertools.count().__next__,  # one thread: no lock needed
+        lambda: None,  # no one to wait for: start now
+        [lock() for _ in range(products)],
+        [STOCK_START] * products,
+    )
+
+
 def arrivals(rate: float, until_s: float, kind: str, seed: int) -> tuple[float, ...]:
     """When each job of an open load arrives, in seconds from the start, up to `until_s`.
 
@@ -144,9 +158,12 @@ class Window:
     engine: Engine = field(default_factory=Engine)  # dask's and celery's cluster or broker
     started_s: float = 0.0
 
-    def connections(self) -> int:
-        """How many connections to open before the window: one per I/O step a user may await."""
-        return self.concurrency * self.scenario.max_io_width() if self.service else 0
+    def connections(self, users: int | None = None) -> int:
+        """How many connections to open before the window: one per I/O step a user may await,
+        for `users` users (a process's share of them), or all N."""
+        if not self.service:
+            return 0
+        return (self.concurrency if users is None else users) * self.scenario.max_io_width()
 
     def start(self, at_s: float | None = None) -> Window:
         """This window, starting at `at_s` (given by a process that shares a start), or now."""

@@ -10,10 +10,10 @@ from collections.abc import Callable, MutableSequence
 from multiprocessing.context import ForkServerContext
 from multiprocessing.synchronize import Lock
 from types import TracebackType
+from typing import Literal
 
 from models.asyncio_model import run as run_loop
 from models.load import Part, Tally, Window
-from models.processes_model import START_METHOD
 from models.workers import Crew, run_workers, shared_stock
 
 
@@ -46,9 +46,10 @@ class ProcessLock:
         self.local.release()
 
 
-def run(window: Window) -> Tally:
-    """Start one worker process per core (at most one per user), run the window's jobs."""
-    context = multiprocessing.get_context(START_METHOD)
+def run(window: Window, start_method: Literal["forkserver"] = "forkserver") -> Tally:
+    """Start one worker process per core (at most one per user, started as the registry says),
+    run the window's jobs."""
+    context = multiprocessing.get_context(start_method)
     context.set_forkserver_preload([__name__])
     locks, stock = shared_stock(context, window.scenario.products())
     tally = start_users(window, context, locks, stock)

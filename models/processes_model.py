@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
 from multiprocessing.synchronize import Lock
-from typing import Final
+from typing import Literal
 
 from models.load import Record, Tally, Window
 from models.wire import SleepTransport, TcpTransport, open_transport
@@ -31,10 +31,6 @@ from models.workload import (
     foreground,
 )
 
-# forkserver: workers fork from a clean, pre-imported server, fast and without the
-# hazards of forking a process that has threads.
-START_METHOD: Final = "forkserver"
-
 
 @dataclass
 class Shared:
@@ -49,9 +45,9 @@ class Shared:
     handed_off: ThreadPoolExecutor  # runs the background steps
 
 
-def run(window: Window) -> Tally:
-    """Start the worker processes, run the window's jobs, stop the workers."""
-    context = multiprocessing.get_context(START_METHOD)
+def run(window: Window, start_method: Literal["forkserver"] = "forkserver") -> Tally:
+    """Start the worker processes (as the registry says), run the window's jobs, stop them."""
+    context = multiprocessing.get_context(start_method)
     context.set_forkserver_preload([__name__])
     locks, stock = shared_stock(context, window.scenario.products())
     tally = start_users(window, context, locks, stock)

@@ -10,7 +10,7 @@ import pytest
 from celery import Celery
 from distributed import Client
 
-from bench.stats import Histogram
+from bench.analysing.stats import Histogram
 from models.cluster import (
     Engine,
     celery_worker_command,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from bench.child import TreeUsage, summarize
+from bench.measuring.child import summarize
+from bench.measuring.monitor import TreeUsage
 from models.load import STOCK_START, Record, Tally, Window
 from models.workload import (
     FAILED,
@@ -33,8 +34,8 @@ def record(index: int, ended_s: float, outcome: int = OK) -> Record:
 def test_only_jobs_ending_in_the_window_count() -> None:
     tally = Tally(records=[record(0, 100.5), record(1, 102.0), record(2, 112.0)])
     summary = summarize(WINDOW, tally, USAGE, returned_s=113.0)
-    assert (summary["submitted"], summary["jobs"], summary["ok"]) == (3, 1, 1)
-    assert summary["problems"] == []
+    assert (summary.submitted, summary.jobs, summary.ok) == (3, 1, 1)
+    assert summary.problems == ()
 
 
 def test_errors_and_impossible_outcomes_are_errors() -> None:
@@ -45,13 +46,13 @@ def test_errors_and_impossible_outcomes_are_errors() -> None:
         errors=["ConnectionRefusedError: [Errno 111] Connection refused"],
     )
     summary = summarize(WINDOW, tally, USAGE, returned_s=113.0)
-    assert (summary["errors"], summary["ok"], summary["failed"]) == (3, 1, 0)
-    assert summary["error_examples"] == ["ConnectionRefusedError: [Errno 111] Connection refused"]
+    assert (summary.errors, summary.ok, summary.failed) == (3, 1, 0)
+    assert summary.error_examples == ("ConnectionRefusedError: [Errno 111] Connection refused",)
 
 
 def test_a_lost_stock_update_fails_the_point() -> None:
     tally = Tally(records=[record(0, 102.0)], sold=[0, 0, 1], stock=[STOCK_START - 1, STOCK_START])
-    (problem,) = summarize(WINDOW, tally, USAGE, returned_s=113.0)["problems"]
+    (problem,) = summarize(WINDOW, tally, USAGE, returned_s=113.0).problems
     assert problem.startswith("stock updates were lost on 2 products")
 
 
@@ -75,8 +76,8 @@ def test_an_unfinished_or_wrong_background_step_fails_the_point() -> None:
     tally = Tally(handed_off=[0, 1])
     tally.background.append((0, 101.5, 101.5, 112.5, 10, OK))
     summary = summarize(window, tally, USAGE, returned_s=113.0)
-    assert summary["problems"] == ["1 of 2 background steps never finished"]
-    assert summary["background_drain_s"] == 112.5 - 111.0
+    assert summary.problems == ("1 of 2 background steps never finished",)
+    assert summary.background_drain_s == 112.5 - 111.0
     tally.background.append((1, 101.5, 101.5, 102.5, 11, OK))  # a wrong response size
     summary = summarize(window, tally, USAGE, returned_s=113.0)
-    assert summary["problems"] == ["1 background steps ended with a wrong result"]
+    assert summary.problems == ("1 background steps ended with a wrong result",)

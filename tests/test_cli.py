@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from bench.cli import main
-from bench.results import POINT_COLUMNS, SCHEMA_VERSION, load_results
+from bench.files.results import load_results
+from bench.files.run_dir import POINT_COLUMNS, SCHEMA_VERSION
 from models import MODELS
 
 ROOT = Path(__file__).parent.parent

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
 import pytest
 
+from bench.analysing.compare import compare_runs, welch_p_value
+from bench.analysing.stats import Histogram
 from bench.cli import main
-from bench.compare import compare_runs, welch_p_value
 from bench.errors import ResultsError
-from bench.results import POINT_COLUMNS, Point, PointsWriter, load_results, write_meta
-from bench.scenarios import scenario_to_dict
-from bench.stats import Histogram
+from bench.files.meta import RunMeta
+from bench.files.results import load_results
+from bench.files.run_dir import POINT_COLUMNS, Point, PointsWriter, write_meta
 from tests.conftest import TINY
 
 
@@ -24,7 +26,7 @@ def make_run(
     rates: tuple[float | None, ...] = (None,),
 ) -> Path:
     path.mkdir()
-    write_meta(path, {"schema_version": 1, "scenario": scenario_to_dict(TINY) | {"name": name}})
+    write_meta(path, RunMeta(dataclasses.replace(TINY, name=name), schema_version=1))
     writer = PointsWriter(path)
     for rate, (repeat, (throughput, p99)) in itertools.product(
         rates, enumerate(zip(throughputs, p99s, strict=True), start=1)
@@ -50,7 +52,9 @@ def make_run(
 def test_a_real_regression_is_significant(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", [100, 101, 99, 100], [50, 51, 49, 50])
     b = make_run(tmp_path / "b", [80, 81, 79, 80.5], [50.2, 50.9, 49.1, 50])
-    changes = {c.metric: c for c in compare_runs(load_results(a), load_results(b), 0.05)}
+    changes = {
+        c.metric: c for c in compare_runs(load_results(a).points, load_results(b).points, 0.05)
+    }
     assert changes["throughput"].verdict == "worse"
     assert changes["throughput"].change == pytest.approx(-0.1975, abs=1e-3)
     assert changes["latency_p99_ms"].verdict == "no real change"
@@ -69,19 +73,19 @@ def test_noise_is_not_a_change(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_small_significant_change_below_min_effect_is_not_real(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", [100.0, 100.1, 99.9], [50, 50, 50])
     b = make_run(tmp_path / "b", [98.0, 98.1, 97.9], [50, 50, 50])
-    (throughput, _) = compare_runs(load_results(a), load_results(b), 0.05)
+    (throughput, _) = compare_runs(load_results(a).points, load_results(b).points, 0.05)
     assert throughput.p_value < 0.05
     assert throughput.verdict == "no real change"
-    (strict, _) = compare_runs(load_results(a), load_results(b), 0.01)
+    (strict, _) = compare_runs(load_results(a).points, load_results(b).points, 0.01)
     assert strict.verdict == "worse"
 
 
 def test_single_repeats_cannot_decide(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", [100], [50])
     b = make_run(tmp_path / "b", [50], [90])
-    assert {c.verdict for c in compare_runs(load_results(a), load_results(b), 0.05)} == {
-        "too few repeats"
-    }
+    assert {
+        c.verdict for c in compare_runs(load_results(a).points, load_results(b).points, 0.05)
+    } == {"too few repeats"}
 
 
 def test_runs_of_different_scenarios_are_refused(
@@ -101,7 +105,7 @@ def test_welch_handles_identical_samples() -> None:
 def test_open_runs_are_compared_rate_by_rate(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", [100, 101, 99], [50, 51, 49], rates=(100.0, 200.0))
     b = make_run(tmp_path / "b", [100, 101, 99], [50, 51, 49], rates=(100.0, 200.0))
-    changes = compare_runs(load_results(a), load_results(b), 0.05)
+    changes = compare_runs(load_results(a).points, load_results(b).points, 0.05)
     assert sorted((c.rate, c.metric) for c in changes) == [
         (100.0, "latency_p99_ms"),
         (100.0, "throughput"),

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.engines import engine_shortfall
-from bench.interpreters import Interpreter
-from bench.sweep import SweepConfig, plan_points
+from bench.files.meta import Interpreter
+from bench.measuring.engines import engine_shortfall
+from bench.measuring.sweep import SweepConfig, plan_points
 from models import MODELS
 from models.cluster import REDIS_MISSING, Engine, private_redis
 from models.load import Window, finished

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import api, interpreters
+from bench import api
 from bench.cli import main
-from bench.interpreters import InterpreterError
+from bench.files.meta import Interpreter
+from bench.measuring import interpreters
+from bench.measuring.interpreters import InterpreterError
 
 PYENV = Path.home() / ".pyenv" / "versions"
 OTHER = sorted(PYENV.glob("3.1[23]*/bin/python"))  # pyenv's 3.12 and 3.13 on this kind of machine
@@ -46,7 +48,7 @@ def test_an_interpreter_without_the_runtime_set_says_how_to_get_one() -> None:
 
 
 @pytest.fixture(scope="module")
-def other_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[interpreters.Interpreter]:
+def other_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interpreter]:
     """An environment for pyenv's other CPython, made as `bench interpreter add` makes it."""
     if not OTHER:
         pytest.skip("no second CPython (pyenv 3.12 or 3.13) on this machine")
@@ -58,7 +60,7 @@ def other_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[interpreters
 
 
 def test_a_point_under_another_interpreter_records_its_version(
-    other_env: interpreters.Interpreter, tmp_path: Path
+    other_env: Interpreter, tmp_path: Path
 ) -> None:
     assert other_env.version != ".".join(map(str, sys.version_info[:3]))
     results = api.run(

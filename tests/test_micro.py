@@ -7,7 +7,8 @@ import math
 import pytest
 
 from bench.errors import UsageError
-from bench.micro import MicroResult, event_loops, measure_micro
+from bench.files.meta import MicroCost
+from bench.measuring.micro import event_loops, measure_micro
 
 EXPECTED_RUNTIMES = {
     "spawn": {*event_loops(), "trio", "threads", "processes"},
@@ -28,19 +29,19 @@ UNITS = {
 
 
 @pytest.fixture(scope="module")
-def results() -> list[MicroResult]:
+def results() -> list[MicroCost]:
     """One tiny run, shared: the figures are noise at this scale, the shape is not."""
     return measure_micro(scale=0.01)
 
 
-def test_every_cost_is_measured_on_every_runtime_once(results: list[MicroResult]) -> None:
+def test_every_cost_is_measured_on_every_runtime_once(results: list[MicroCost]) -> None:
     measured = [(result.name, result.runtime) for result in results]
     assert sorted(measured) == sorted(
         (name, runtime) for name, runtimes in EXPECTED_RUNTIMES.items() for runtime in runtimes
     )
 
 
-def test_uvloop_is_measured_where_it_is_installed(results: list[MicroResult]) -> None:
+def test_uvloop_is_measured_where_it_is_installed(results: list[MicroCost]) -> None:
     pytest.importorskip("uvloop")
     assert {r.name for r in results if r.runtime == "uvloop"} == {
         "spawn",
@@ -49,7 +50,7 @@ def test_uvloop_is_measured_where_it_is_installed(results: list[MicroResult]) ->
     }
 
 
-def test_figures_are_positive_and_finite_in_known_units(results: list[MicroResult]) -> None:
+def test_figures_are_positive_and_finite_in_known_units(results: list[MicroCost]) -> None:
     for result in results:
         assert math.isfinite(result.value) and result.value > 0, result
         assert result.unit == UNITS[result.name], result

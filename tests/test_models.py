@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.engines import ENGINE_MODELS
-from bench.service import LocalService
+from bench.measuring.engines import ENGINE_MODELS
+from bench.measuring.service import LocalService
 from models import MODELS
 from models.cluster import Engine
 from models.load import STOCK_START, Finished, Tally, Window, finished

@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 import bench
-from bench.results import Results
+from bench.files.results import Results
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))

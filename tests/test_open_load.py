@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
 
 import pytest
 
-from bench import sweep
-from bench.child import TreeUsage, summarize
-from bench.point import PointSpec
-from bench.results import Point
-from bench.stats import Histogram
-from bench.summary import knees, per_level
-from bench.sweep import Planned, SweepConfig
+from bench.analysing.levels import knees, per_level
+from bench.analysing.stats import Histogram
+from bench.files.run_dir import Point
+from bench.measuring import sweep
+from bench.measuring.child import summarize
+from bench.measuring.monitor import TreeUsage
+from bench.measuring.point import PointResult, PointSpec
+from bench.measuring.sweep import Planned, SweepConfig
 from models import MODELS
 from models.load import Record, Tally, Window, arrivals, finished
 from models.workload import OK, Verifier, draw_job
@@ -60,23 +60,23 @@ def served_one_at_a_time(service_s: dict[int, float]) -> list[Record]:
     return records
 
 
-def summary_of(records: list[Record], slots: int = 1) -> dict[str, Any]:
+def summary_of(records: list[Record], slots: int = 1) -> PointResult:
     return summarize(WINDOW, Tally(records=records), TreeUsage(started_s=0.0), 10.0, slots)
 
 
 def test_a_stall_shows_in_latency_from_the_schedule_not_in_service_time() -> None:
     smooth = summary_of(served_one_at_a_time({}))
     stalled = summary_of(served_one_at_a_time({50: 0.3}))  # one job takes 300 ms
-    latency = Histogram.from_dict(stalled["histogram"])
-    service = Histogram.from_dict(stalled["service_histogram"])
-    queue = Histogram.from_dict(stalled["queue_histogram"])
+    latency = stalled.histogram
+    service = stalled.service_histogram
+    queue = stalled.queue_histogram
     # The ~30 jobs due during the stall waited for it: a tenth of the window's 100 jobs.
-    assert stalled["jobs"] == smooth["jobs"] == 100
+    assert stalled.jobs == smooth.jobs == 100
     assert latency.percentile(90) > 100.0
-    assert Histogram.from_dict(smooth["histogram"]).percentile(90) == pytest.approx(5.0, rel=0.01)
+    assert smooth.histogram.percentile(90) == pytest.approx(5.0, rel=0.01)
     assert service.percentile(90) == pytest.approx(5.0, rel=0.01)  # only one job was slow
     assert queue.percentile(90) > 100.0
-    assert stalled["late_starts"] == 0  # queued behind the stall, not started late
+    assert stalled.late_starts == 0  # queued behind the stall, not started late
 
 
 def test_late_starts_count_jobs_that_waited_with_a_user_free() -> None:
@@ -85,7 +85,7 @@ def test_late_starts_count_jobs_that_waited_with_a_user_free() -> None:
         (i, d, s + 0.005, e + 0.005, c, o) if i in (20, 40) else (i, d, s, e, c, o)
         for i, d, s, e, c, o in records
     ]
-    assert summary_of(late)["late_starts"] == 2
+    assert summary_of(late).late_starts == 2
 
 
 def test_jobs_due_after_the_window_are_not_taken() -> None:
@@ -155,7 +155,7 @@ def test_knee_is_the_highest_rate_within_the_target() -> None:
     ]
     import pandas as pd
 
-    from bench.results import POINT_COLUMNS
+    from bench.files.run_dir import POINT_COLUMNS
 
     frame = pd.DataFrame(
         [

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from matplotlib.lines import Line2D
 
-from bench import api, plots
-from bench.report import build_report
-from bench.results import Results, load_results
+from bench import api
+from bench.files.results import Results, load_results
+from bench.presenting import plots
+from bench.presenting.report import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -191,8 +192,8 @@ def test_summary_has_one_row_per_level_with_intervals(run: Results) -> None:
 def test_findings_compare_interpreters() -> None:
     import pandas as pd
 
-    from bench.findings import _interpreters
-    from bench.results import POINT_COLUMNS
+    from bench.analysing.findings import _interpreters
+    from bench.files.run_dir import POINT_COLUMNS
 
     base = dict.fromkeys(POINT_COLUMNS, 1.0) | {"status": "ok", "warning": "", "reason": ""}
     ok = pd.DataFrame(
@@ -257,8 +258,8 @@ def test_an_open_load_report_draws_latency_against_the_offered_rate(tmp_path: Pa
 def test_an_engine_that_fills_the_cores_is_named_as_the_limit() -> None:
     import pandas as pd
 
-    from bench.findings import _largest_gap
-    from bench.results import POINT_COLUMNS
+    from bench.analysing.findings import _largest_gap
+    from bench.files.run_dir import POINT_COLUMNS
 
     base = dict.fromkeys(POINT_COLUMNS, 1.0) | {"status": "ok", "concurrency": 32}
     ok = pd.DataFrame(

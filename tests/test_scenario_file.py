@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.scenario_file import ScenarioFileError, load_scenario_file
-from bench.scenarios import resolve_scenario, scenario_from_dict, scenario_to_dict
+from bench.files.scenario_file import ScenarioFileError, load_scenario_file
+from bench.files.scenarios import resolve_scenario, scenario_from_dict, scenario_to_dict
 from models.workload import CpuStep, Dist, IoStep, Lock
 
 VALID = """

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.stats import Histogram, bound_per_s
+from bench.analysing.stats import Histogram, bound_per_s
 from models.scenarios import SCENARIOS
 from models.workload import Dist, IoStep, Lock, Scenario, Stage
 from tests.conftest import histogram_of

@@ -9,8 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.results import POINT_COLUMNS
-from bench.summary import coefficient_of_variation, engine_floors, mean_ci, per_level, twin_ratios
+from bench.analysing.levels import (
+    coefficient_of_variation,
+    engine_floors,
+    mean_ci,
+    per_level,
+    twin_ratios,
+)
+from bench.files.run_dir import POINT_COLUMNS
 
 samples = st.lists(st.floats(min_value=1.0, max_value=1e5), min_size=2, max_size=30)
 

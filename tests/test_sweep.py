@@ -7,14 +7,15 @@ import dataclasses
 import math
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bench import api, sweep
-from bench.results import Point
-from bench.service import LocalService
-from bench.sweep import SweepConfig, plan_points, run_sweep
+from bench import api
+from bench.files.run_dir import Point
+from bench.measuring import sweep
+from bench.measuring.point import PointResult
+from bench.measuring.service import LocalService
+from bench.measuring.sweep import SweepConfig, plan_points, run_sweep
 from models.workload import Calibration, Dist, IoStep, Scenario, Stage
 from tests.conftest import TINY, TINY_CALIBRATION, histogram_of
 
@@ -93,36 +94,37 @@ def test_each_point_is_on_disk_when_it_finishes(tmp_path: Path) -> None:
         duration_s=0.3,
         out=tmp_path,
         repeat=1,
-        progress=api.Progress(on_point=count_rows),
+        progress=sweep.Progress(on_point=count_rows),
     )
     assert rows_seen == [1, 2, 3, 4]
     assert list(results.points["status"]) == ["ok"] * 4
 
 
-def summary_of(latencies_ms: list[float], errors: int = 0) -> dict[str, Any]:
-    return {
-        "submitted": len(latencies_ms) + errors,
-        "jobs": len(latencies_ms) + errors,
-        "ok": len(latencies_ms),
-        "served": len(latencies_ms),
-        "unserved": 0,
-        "late_starts": 0,
-        "failed": 0,
-        "timeouts": 0,
-        "retries": 0,
-        "errors": errors,
-        "error_examples": ["ConnectionResetError: the service closed the connection"],
-        "elapsed_s": 1.0,
-        "drain_s": 0.0,
-        "background_drain_s": math.nan,
-        "cpu_s": 0.5,
-        "service_cpu_s": math.nan,
-        "ctx_switches": 10,
-        "rss_peak_mb": 20.0,
-        "histogram": histogram_of(latencies_ms).to_dict(),
-        "service_histogram": histogram_of(latencies_ms).to_dict(),
-        "queue_histogram": histogram_of([0.0] * len(latencies_ms)).to_dict(),
-    }
+def summary_of(latencies_ms: list[float], errors: int = 0) -> PointResult:
+    return PointResult(
+        submitted=len(latencies_ms) + errors,
+        completed=len(latencies_ms),
+        jobs=len(latencies_ms) + errors,
+        ok=len(latencies_ms),
+        served=len(latencies_ms),
+        failed=0,
+        timeouts=0,
+        errors=errors,
+        retries=0,
+        elapsed_s=1.0,
+        drain_s=0.0,
+        background_drain_s=math.nan,
+        cpu_s=0.5,
+        service_cpu_s=math.nan,
+        ctx_switches=10,
+        rss_peak_mb=20.0,
+        late_starts=0,
+        unserved=0,
+        histogram=histogram_of(latencies_ms),
+        service_histogram=histogram_of(latencies_ms),
+        queue_histogram=histogram_of([0.0] * len(latencies_ms)),
+        error_examples=("ConnectionResetError: the service closed the connection",),
+    )
 
 
 def test_point_that_breaks_littles_law_is_flagged_with_the_warmup_it_needs() -> None:

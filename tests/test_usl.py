@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.usl import fit_usl, usl
+from bench.analysing.usl import fit_usl, usl
 
 LEVELS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 

@@ -1,4 +1,4 @@
-"""pytest-benchmark timings of the runtimes' own costs: the very operations of `bench.micro`.
+"""pytest-benchmark timings of the runtimes' own costs: the operations of `bench.measuring.micro`.
 
 Outside the default run; `python -m pytest -m speed tests/benchmarks` runs them. Event-loop
 operations are timed a batch at a time (one call into a loop costs more than one task does), so
@@ -16,7 +16,7 @@ import pytest
 import trio
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.micro import (
+from bench.measuring.micro import (
     event_loops,
     executor_worker,
     pipe_worker,

@@ -20,13 +20,11 @@ import multiprocessing
 import queue
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from typing import Any
@@ -35,6 +33,8 @@ import psutil
 import trio
 
 from bench.errors import UsageError
+from bench.files.meta import MicroCost
+from bench.measuring.environment import child_environment, python_command
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
@@ -51,18 +51,7 @@ _MIN_PARKED_TASKS = 1_000
 _MIN_PARKED_THREADS = 50
 
 
-@dataclass(frozen=True)
-class MicroResult:
-    """One cost of one runtime: `name` is what was measured, `note` exactly how."""
-
-    name: str
-    runtime: str
-    value: float
-    unit: str
-    note: str
-
-
-def measure_micro(scale: float = 1.0) -> list[MicroResult]:
+def measure_micro(scale: float = 1.0) -> list[MicroCost]:
     """Measure every cost on every runtime available here; `scale` multiplies the counts.
 
     Takes 10-20 s at scale 1 on a 2-core machine. Starts forkserver processes, which re-run the
@@ -84,7 +73,7 @@ def measure_micro(scale: float = 1.0) -> list[MicroResult]:
     ]
 
 
-def _spawn_costs(count: Callable[[int], int], context: ForkServerContext) -> list[MicroResult]:
+def _spawn_costs(count: Callable[[int], int], context: ForkServerContext) -> list[MicroCost]:
     """What it costs to start one unit of concurrency that does nothing, and see it end."""
     results = _on_each_loop(
         "spawn",
@@ -118,7 +107,7 @@ def _spawn_costs(count: Callable[[int], int], context: ForkServerContext) -> lis
     ]
 
 
-def _switch_costs(count: Callable[[int], int]) -> list[MicroResult]:
+def _switch_costs(count: Callable[[int], int]) -> list[MicroCost]:
     """What it costs for one task (or thread) to give way and another to resume."""
     results = _on_each_loop(
         "switch",
@@ -151,7 +140,7 @@ def _switch_costs(count: Callable[[int], int]) -> list[MicroResult]:
     return results
 
 
-def _handoff_costs(count: Callable[[int], int], context: ForkServerContext) -> list[MicroResult]:
+def _handoff_costs(count: Callable[[int], int], context: ForkServerContext) -> list[MicroCost]:
     """What it costs to hand a job to a worker and get its result back."""
     results = []
     for name, runtime, note, worker in (
@@ -174,7 +163,7 @@ def _handoff_costs(count: Callable[[int], int], context: ForkServerContext) -> l
     return results
 
 
-def _memory_costs(tasks: int, threads: int, context: ForkServerContext) -> list[MicroResult]:
+def _memory_costs(tasks: int, threads: int, context: ForkServerContext) -> list[MicroCost]:
     """What one parked unit of concurrency holds in memory."""
     results = [
         _idle_memory(
@@ -355,7 +344,7 @@ def _on_each_loop(
     operation: Callable[[int], Coroutine[Any, Any, None]],
     count: int,
     ops_per_count: int = 1,
-) -> list[MicroResult]:
+) -> list[MicroCost]:
     """`_per_op` of one coroutine operation on asyncio's loop and on each alternative loop."""
     results = []
     for runtime, factory in event_loops().items():
@@ -373,7 +362,7 @@ def _per_op(
     run: Callable[[int], object],
     count: int,
     ops_per_count: int = 1,
-) -> MicroResult:
+) -> MicroCost:
     """Median over repeats of the time of `run(count)`, per operation, in µs."""
     run(max(1, count // 10))  # warm-up: lazily created threads, the forkserver, caches
     samples = []
@@ -381,7 +370,7 @@ def _per_op(
         started = time.perf_counter()
         run(count)
         samples.append((time.perf_counter() - started) / (count * ops_per_count) * 1e6)
-    return MicroResult(name, runtime, statistics.median(samples), "µs", note)
+    return MicroCost(name, runtime, statistics.median(samples), "µs", note)
 
 
 def _on_loop(
@@ -407,7 +396,7 @@ def _idle_memory(
     park: Callable[[int, int], list[int]],
     count: int,
     context: ForkServerContext,
-) -> MicroResult:
+) -> MicroCost:
     """Median over batches of the RSS growth per parked unit, measured in a fresh process.
 
     A fresh process, because memory freed by the other measurements stays in this process's
@@ -426,7 +415,7 @@ def _idle_memory(
         child.join()
         receiver.close()
     per_unit_kib = statistics.median(growth / count / 1024 for growth in growths_bytes)
-    return MicroResult("idle_memory", runtime, per_unit_kib, "KiB", f"RSS growth per unit; {note}")
+    return MicroCost("idle_memory", runtime, per_unit_kib, "KiB", f"RSS growth per unit; {note}")
 
 
 def _report_growth(park: Callable[[int, int], list[int]], count: int, sender: Connection) -> None:
@@ -525,17 +514,22 @@ def _echo_pipe(connection: Connection) -> None:
     connection.close()
 
 
-def run_micro(scale: float = 1.0) -> list[MicroResult]:
+def run_micro(scale: float = 1.0) -> list[MicroCost]:
     """`measure_micro` in a fresh interpreter, away from the caller's threads, heap and imports.
 
     Started with `-c`, so the forkserver children it spawns have no main script to re-run.
     Raises `subprocess.CalledProcessError` when the measurement crashes.
     """
-    code = f"import bench.micro as m; m.print_json({scale!r})"
+    code = f"import bench.measuring.micro as m; m.print_json({scale!r})"
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600
+        python_command(None, "-c", code),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        env=child_environment(),
     ).stdout
-    return [MicroResult(**item) for item in json.loads(out)]
+    return [MicroCost.from_dict(item) for item in json.loads(out)]
 
 
 def print_json(scale: float) -> None:

@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import pandas as pd
 
-from bench.engines import ENGINE_MODELS
-from bench.summary import LATE_SHARE, SERVICE_BUSY, engine_floors, knees, per_level
-from bench.usl import fit_models
-
-# Within this share of the best throughput, two models count as tied.
-_TIE = 0.03
-# A model has saturated once a higher level adds less than this share of throughput.
-_SATURATION_GAIN = 0.10
-# A model degrades when throughput falls this far below its own peak at a higher level.
-_DEGRADATION = 0.10
-# A CPU utilisation this close to a whole core means one thread is the limit.
-_ONE_CORE = 0.9
-_SINGLE_THREADED = {"sync", "asyncio", "uvloop", "trio"}
+from bench.analysing.levels import engine_floors, knees
+from bench.analysing.thresholds import (
+    DEGRADATION,
+    LATE_SHARE,
+    ONE_CORE,
+    SATURATION_GAIN,
+    SERVICE_BUSY,
+    TIE,
+)
+from bench.analysing.usl import fit_models
+from models import ENGINE_MODELS, registered
 
 
 def findings(
-    points: pd.DataFrame, cores: int, micro: list[dict[str, Any]] | None = None
+    levels: pd.DataFrame, cores: int, costs: Mapping[tuple[str, str], float] | None = None
 ) -> list[str]:
-    """Sentences on the best model per load range, saturation, degradation, sync, the bound,
-    scalability, and (given the run's micro-benchmarks) what each runtime's own costs are.
+    """Sentences on the best model per load range, saturation, degradation, one-at-a-time
+    models, the bound, scalability, and (given the run's micro-benchmarks, as `costs`:
+    (name, runtime) -> value) what each runtime's own costs are.
 
-    `points` holds every repeat; each level is judged by its median over the ok repeats.
+    `levels` is the per-level table (`per_level`): each level judged by its median over the
+    ok repeats.
     """
-    points = per_level(points)
-    ok = points[points["status"] == "ok"]
+    ok = levels[levels["status"] == "ok"]
     if ok.empty:
         return ["No point completed, so there is nothing to conclude; see the table for reasons."]
     return [
@@ -38,18 +37,18 @@ def findings(
         *(
             _saturation(ok[ok["model"] == m], m)
             for m in dict.fromkeys(ok["model"])
-            if m != "sync"  # serves one job at any N: its own sentence below
+            if not _one_at_a_time(m)  # serves one job at any N: its own sentence below
         ),
         *_degradation(ok),
-        *_sync_latency(ok),
+        *_one_at_a_time_latency(ok),
         *_outcomes(ok),
         *_service(ok),
         *_interpreters(ok),
-        *_engine_floors(points),
+        *_engine_floors(levels),
         _largest_gap(ok, cores),
-        *_scalability(points),
-        *_runtime_costs(micro or []),
-        *_not_measured(points),
+        *_scalability(levels),
+        *_runtime_costs(costs or {}),
+        *_not_measured(levels),
     ]
 
 
@@ -58,7 +57,7 @@ def _best_per_range(ok: pd.DataFrame) -> list[str]:
     leaders: list[tuple[int, str, float]] = []
     for level, rows in ok.groupby("concurrency"):
         best = rows["throughput"].max()
-        tied = rows[rows["throughput"] >= best * (1 - _TIE)].sort_values(
+        tied = rows[rows["throughput"] >= best * (1 - TIE)].sort_values(
             "throughput", ascending=False
         )
         leaders.append((int(str(level)), _and(list(tied["model"])), float(best)))
@@ -88,7 +87,7 @@ def _saturation(rows: pd.DataFrame, model: str) -> str:
     values = list(rows["throughput"])
     cpu = list(rows["cpu_util"])
     for i in range(1, len(values)):
-        if values[i] < values[i - 1] * (1 + _SATURATION_GAIN):
+        if values[i] < values[i - 1] * (1 + SATURATION_GAIN):
             return (
                 f"{model} saturates at N={levels[i - 1]} ({values[i - 1]:.1f} jobs/s, "
                 f"{cpu[i - 1]:.2f} cores busy): more jobs in flight past it add latency, "
@@ -107,7 +106,7 @@ def _degradation(ok: pd.DataFrame) -> list[str]:
             continue
         worst = after.sort_values("throughput").iloc[0]
         loss = 1 - worst["throughput"] / peak["throughput"]
-        if loss >= _DEGRADATION:
+        if loss >= DEGRADATION:
             sentences.append(
                 f"{model} degrades under load: {peak['throughput']:.1f} jobs/s at "
                 f"N={peak['concurrency']} falls to {worst['throughput']:.1f} at "
@@ -117,18 +116,27 @@ def _degradation(ok: pd.DataFrame) -> list[str]:
     return sentences
 
 
-def _sync_latency(ok: pd.DataFrame) -> list[str]:
-    rows = ok[ok["model"] == "sync"].sort_values("concurrency")
-    if len(rows) < 2:
-        return []
-    first, last = rows.iloc[0], rows.iloc[-1]
-    return [
-        f"sync serves one job at a time: its p99 grows from {first['latency_p99_ms']:.0f} ms "
-        f"at N={first['concurrency']} to {last['latency_p99_ms']:.0f} ms at "
-        f"N={last['concurrency']} ({last['latency_p99_ms'] / first['latency_p99_ms']:.0f}x), "
-        f"while its throughput stays near {rows['throughput'].median():.1f} jobs/s: "
-        "every user waits for all the others."
-    ]
+def _one_at_a_time(label: str) -> bool:
+    model = registered(label)
+    return model is not None and model.one_at_a_time
+
+
+def _one_at_a_time_latency(ok: pd.DataFrame) -> list[str]:
+    sentences = []
+    for model in dict.fromkeys(m for m in ok["model"] if _one_at_a_time(m)):
+        rows = ok[ok["model"] == model].sort_values("concurrency")
+        if len(rows) < 2:
+            continue
+        first, last = rows.iloc[0], rows.iloc[-1]
+        sentences.append(
+            f"{model} serves one job at a time: its p99 grows from "
+            f"{first['latency_p99_ms']:.0f} ms at N={first['concurrency']} to "
+            f"{last['latency_p99_ms']:.0f} ms at N={last['concurrency']} "
+            f"({last['latency_p99_ms'] / first['latency_p99_ms']:.0f}x), while its throughput "
+            f"stays near {rows['throughput'].median():.1f} jobs/s: every user waits for all "
+            "the others."
+        )
+    return sentences
 
 
 def _outcomes(ok: pd.DataFrame) -> list[str]:
@@ -216,22 +224,23 @@ def _service(ok: pd.DataFrame) -> list[str]:
 
 
 def _largest_gap(ok: pd.DataFrame, cores: int) -> str:
-    concurrent = ok[ok["model"] != "sync"]
+    concurrent = ok[~ok["model"].map(_one_at_a_time).astype(bool)]
     rows = concurrent if not concurrent.empty else ok
     worst = rows.sort_values("efficiency").iloc[0]
     model, cpu = str(worst["model"]), float(worst["cpu_util"])
-    if cpu >= _ONE_CORE * cores and model.split(" @")[0] in ENGINE_MODELS:
+    entry = registered(model)
+    if cpu >= ONE_CORE * cores and model.split(" @")[0] in ENGINE_MODELS:
         cause = (
             f"all {cores} cores were busy, mostly with the engine's own work (scheduling, "
             "messages, the broker): see the engines' floor"
         )
-    elif cpu >= _ONE_CORE * cores:
+    elif cpu >= ONE_CORE * cores:
         cause = f"all {cores} cores were busy: the CPU work of the jobs is the limit"
-    elif cpu >= _ONE_CORE and (model in _SINGLE_THREADED or model == "threads"):
+    elif cpu >= ONE_CORE and entry is not None and (entry.one_loop or entry.cap == "threads"):
         cause = f"it kept {cpu:.2f} cores busy, so one thread was saturated: " + (
-            "the GIL serialises the threads' Python work"
-            if model == "threads"
-            else "the event loop runs every task's CPU work and scheduling on one core"
+            "the event loop runs every task's CPU work and scheduling on one core"
+            if entry.one_loop
+            else "the GIL serialises the threads' Python work"
         )
     else:
         cause = (
@@ -247,8 +256,9 @@ def _largest_gap(ok: pd.DataFrame, cores: int) -> str:
 
 def _scalability(levels: pd.DataFrame) -> list[str]:
     """The most contended model and any measured peak, from the USL fits that hold."""
-    # sync serialises everything by design (sigma = 1): it has its own sentence.
-    fits = {m: f for m, f in fit_models(levels).items() if not f.warning and m != "sync"}
+    # A model that serves one job at a time serialises by design (sigma = 1): it has its own
+    # sentence.
+    fits = {m: f for m, f in fit_models(levels).items() if not f.warning and not _one_at_a_time(m)}
     if not fits:
         return []
     model, fit = max(fits.items(), key=lambda item: item[1].sigma)
@@ -269,9 +279,8 @@ def _scalability(levels: pd.DataFrame) -> list[str]:
     return sentences
 
 
-def _runtime_costs(micro: list[dict[str, Any]]) -> list[str]:
+def _runtime_costs(costs: Mapping[tuple[str, str], float]) -> list[str]:
     """The per-job overheads behind the macro results, relative to asyncio's."""
-    costs = {(m["name"], m["runtime"]): float(m["value"]) for m in micro}
     if ("spawn", "asyncio") not in costs or ("switch", "asyncio") not in costs:
         return []
     parts = [
@@ -307,10 +316,9 @@ def _not_measured(points: pd.DataFrame) -> list[str]:
     return [f"Not measured: {listed}; the table gives each reason."]
 
 
-def open_findings(points: pd.DataFrame, slo_ms: float) -> list[str]:
+def open_findings(levels: pd.DataFrame, slo_ms: float) -> list[str]:
     """Open load: each model's knee (the highest offered rate whose p99 kept within the SLO),
-    best first, and where the load generator fell behind."""
-    levels = per_level(points)
+    best first, and where the load generator fell behind (`levels` as from `per_level`)."""
     found = knees(levels, slo_ms)
     if not found:
         return ["No open-load point was measured; see the table for reasons."]

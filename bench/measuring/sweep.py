@@ -8,16 +8,19 @@ import math
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from bench.engines import engine_shortfall
+from bench.analysing.stats import Histogram, bound_per_s
+from bench.analysing.thresholds import ERROR_SHARE
+from bench.analysing.verdicts import meets_target, point_warnings
 from bench.errors import BenchError
-from bench.interpreters import Interpreter, own_tag
-from bench.point import PointFailed, PointSpec, measure_point
-from bench.results import Point
-from bench.service import Service
-from bench.stats import Histogram, bound_per_s
-from bench.summary import ERROR_SHARE, meets_target, point_warnings
+from bench.files.meta import Interpreter
+from bench.files.run_dir import Point
+from bench.measuring.engines import engine_shortfall
+from bench.measuring.interpreters import own_tag
+from bench.measuring.point import PointFailed, PointResult, PointSpec, measure_point
+from bench.measuring.service import Service
 from models import MODELS
 from models.cluster import Engine
 from models.workload import Calibration, Scenario
@@ -30,6 +33,15 @@ _MIN_RATE = 0.1
 _BISECTIONS = 3
 # File descriptors a process needs besides its connections: the interpreter's own, pipes, logs.
 _SPARE_FDS = 64
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Callbacks a caller can pass to follow a run (the terminal draws its progress with them)."""
+
+    on_run_dir: Callable[[Path], None] = lambda run_dir: None
+    on_start: Callable[[int, int, PointSpec], None] = lambda i, n, spec: None
+    on_point: Callable[[Point], None] = lambda point: None
 
 
 @dataclass(frozen=True)
@@ -245,12 +257,12 @@ def _run_point(config: SweepConfig, spec: PointSpec, cores: int, service: Servic
         if service is not None:
             service.ensure()
             spec = spec.with_service(service.address, service.pid)
-        summary = measure_point(spec, config.point_timeout_s())
+        measured = measure_point(spec, config.point_timeout_s())
     except (PointFailed, BenchError) as exc:
         died = service.died() if service is not None else ""
         return _unmeasured(config, spec, cores, "failed", died or str(exc))
     died = service.died() if service is not None else ""
-    return _measured(config, spec, cores, summary, died)
+    return _measured(config, spec, cores, measured, died)
 
 
 def _base_row(config: SweepConfig, spec: PointSpec, cores: int) -> dict[str, Any]:
@@ -280,28 +292,26 @@ def _unmeasured(
 
 
 def _measured(
-    config: SweepConfig, spec: PointSpec, cores: int, summary: dict[str, Any], died: str
+    config: SweepConfig, spec: PointSpec, cores: int, measured: PointResult, died: str
 ) -> Point:
     row = _base_row(config, spec, cores)
-    latency = Histogram.from_dict(summary["histogram"])
-    service = Histogram.from_dict(summary["service_histogram"])
-    elapsed_s = summary["elapsed_s"]
-    per_s = 1.0 / elapsed_s if elapsed_s > 0 else 0.0
-    throughput = summary["served"] * per_s
+    latency = measured.histogram
+    per_s = measured.per_s
+    throughput = measured.served * per_s
     status, reason = "ok", ""
     if died:
         status, reason = "failed", died
-    elif summary["unserved"]:
+    elif measured.unserved:
         status = "failed"
         reason = (
-            f"overloaded: {summary['unserved']} jobs due in the window never started (the queue "
+            f"overloaded: {measured.unserved} jobs due in the window never started (the queue "
             f"outlasted the drain); {spec.rate:g} jobs/s is beyond what {spec.model} serves "
             f"at N={spec.concurrency}"
         )
-    elif summary["errors"] > ERROR_SHARE * summary["jobs"]:
+    elif measured.errors > ERROR_SHARE * measured.jobs:
         status = "failed"
-        reason = f"{summary['errors']} of {summary['jobs']} jobs ended in an error" + "".join(
-            f"; {example}" for example in summary["error_examples"][:1]
+        reason = f"{measured.errors} of {measured.jobs} jobs ended in an error" + "".join(
+            f"; {example}" for example in measured.error_examples[:1]
         )
     elif latency.total == 0:
         status = "failed"
@@ -309,13 +319,13 @@ def _measured(
     row |= {
         "status": status,
         "reason": reason,
-        "submitted": summary["submitted"],
-        "jobs": summary["jobs"],
-        "errors": summary["errors"],
-        "failed": summary["failed"],
-        "timeouts": summary["timeouts"],
-        "retries": summary["retries"],
-        "elapsed_s": elapsed_s,
+        "submitted": measured.submitted,
+        "jobs": measured.jobs,
+        "errors": measured.errors,
+        "failed": measured.failed,
+        "timeouts": measured.timeouts,
+        "retries": measured.retries,
+        "elapsed_s": measured.elapsed_s,
         "throughput": throughput,
         "latency_p50_ms": latency.percentile(50),
         "latency_p90_ms": latency.percentile(90),
@@ -323,17 +333,17 @@ def _measured(
         "latency_p999_ms": latency.percentile(99.9),
         "latency_max_ms": latency.max_ms if latency.total else math.nan,
         "latency_mean_ms": latency.mean_ms,
-        "cpu_s": summary["cpu_s"],
-        "cpu_util": summary["cpu_s"] / elapsed_s if elapsed_s > 0 else math.nan,
-        "rss_peak_mb": summary["rss_peak_mb"],
-        "ctx_switches": summary["ctx_switches"],
-        "drain_s": summary["drain_s"],
-        "late_starts": summary["late_starts"] if spec.rate is not None else None,
-        "service_p50_ms": service.percentile(50),
-        "service_p99_ms": service.percentile(99),
-        "queue_p99_ms": Histogram.from_dict(summary["queue_histogram"]).percentile(99),
-        "background_drain_s": summary["background_drain_s"],
-        "service_cpu_util": summary["service_cpu_s"] * per_s,
+        "cpu_s": measured.cpu_s,
+        "cpu_util": measured.cpu_util,
+        "rss_peak_mb": measured.rss_peak_mb,
+        "ctx_switches": measured.ctx_switches,
+        "drain_s": measured.drain_s,
+        "late_starts": measured.late_starts if spec.rate is not None else None,
+        "service_p50_ms": measured.service_histogram.percentile(50),
+        "service_p99_ms": measured.service_histogram.percentile(99),
+        "queue_p99_ms": measured.queue_histogram.percentile(99),
+        "background_drain_s": measured.background_drain_s,
+        "service_cpu_util": measured.service_cpu_s * per_s,
         # Every job that ended was in flight, whatever its outcome.
         "littles_n": latency.total * per_s * latency.mean_ms / 1000.0,
         "efficiency": throughput / row["bound"],

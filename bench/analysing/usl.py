@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-# Levels needed before three parameters are more than a curve through the points.
-MIN_LEVELS = 4
+from bench.analysing.thresholds import USL_MIN_LEVELS
+
 _Z95 = 1.959963984540054
 
 
@@ -73,7 +73,7 @@ def fit_usl(levels: Sequence[float], throughputs: Sequence[float]) -> UslFit:
             nan,
             nan,
             f"only {len(set(n.tolist()))} levels measured; "
-            f"measure at least {MIN_LEVELS} concurrency levels to fit the USL",
+            f"measure at least {USL_MIN_LEVELS} concurrency levels to fit the USL",
         )
     # N / X = (1 + sigma (N - 1) + kappa N (N - 1)) / lambda is linear in 1/lambda,
     # sigma/lambda and kappa/lambda: a start that nonlinear least squares refines.
@@ -127,9 +127,9 @@ def _warning(fit: UslFit, n: np.ndarray) -> str:
     """Why the data may not pin the fit down, and what to measure."""
     problems = []
     levels = len(set(n.tolist()))
-    if levels < MIN_LEVELS:
+    if levels < USL_MIN_LEVELS:
         problems.append(
-            f"only {levels} levels measured: measure at least {MIN_LEVELS} concurrency levels"
+            f"only {levels} levels measured: measure at least {USL_MIN_LEVELS} concurrency levels"
         )
     if fit.peak_n > n.max():
         problems.append(
@@ -144,7 +144,7 @@ def _n(value: float) -> str:
 
 
 def fit_models(levels: pd.DataFrame) -> dict[str, UslFit]:
-    """A fit per model over its ok levels (`levels` as from `bench.summary.per_level`)."""
+    """A fit per model over its ok levels (`levels` as from `bench.analysing.levels.per_level`)."""
     ok = levels[levels["status"] == "ok"]
     return {
         str(model): fit_usl(list(rows["concurrency"].astype(float)), list(rows["throughput"]))

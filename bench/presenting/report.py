@@ -13,12 +13,14 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench import plots
-from bench.findings import findings, open_findings
-from bench.results import Results, load_results, write_atomically
-from bench.scenarios import describe_step
-from bench.summary import engine_floors, per_level, twin_ratios
-from bench.usl import fit_models
+from bench.analysing.findings import findings, open_findings
+from bench.analysing.levels import engine_floors, twin_ratios
+from bench.analysing.usl import fit_models
+from bench.files.meta import MicroCost, RunMeta
+from bench.files.results import Results, load_results
+from bench.files.run_dir import write_atomically
+from bench.files.scenarios import describe_step
+from bench.presenting import plots
 
 _TABLE_COLUMNS = (
     ("model", "model"),
@@ -96,22 +98,16 @@ def write_report(results: Results) -> Path:
 def render(results: Results) -> str:
     """The report as one HTML string; every user-supplied text is escaped."""
     meta = results.meta
-    scenario = meta.get("scenario", {})
-    cores = int(meta.get("config", {}).get("cores", meta.get("machine", {}).get("cores", 1)))
-    machine = meta.get("machine", {})
-    python = meta.get("python", {})
-    title = f"{scenario.get('name', '?')} — Python concurrency models"
+    title = f"{meta.scenario.name} — Python concurrency models"
     subtitle = (
-        f"{meta.get('created', '')} · {machine.get('cpu', '?')}, {cores} cores · "
-        f"Python {python.get('version', '?')}"
+        f"{meta.created} · {meta.machine.cpu}, {meta.cores} cores · Python {meta.python.version}"
     )
-    config = meta.get("config", {})
-    slo_ms = config.get("slo_ms")
-    if config.get("load") == "open" and slo_ms is not None:
-        sentences = open_findings(results.points, float(slo_ms))
-        figures = _open_figures(results, float(slo_ms))
+    slo_ms = meta.config.slo_ms
+    if meta.config.load == "open" and slo_ms is not None:
+        sentences = open_findings(results.levels, slo_ms)
+        figures = _open_figures(results, slo_ms)
     else:
-        sentences = findings(results.points, cores, meta.get("micro"))
+        sentences = findings(results.levels, meta.cores, meta.costs())
         figures = _figures(results)
     body = [
         f"<h1>{_e(title)}</h1>",
@@ -139,13 +135,13 @@ def render(results: Results) -> str:
         _usl_table(results),
         "</section>",
         "<section id='micro'><h2>Runtime costs (micro-benchmarks)</h2>",
-        _micro_table(meta.get("micro")),
+        _micro_table(meta.micro),
         "</section>",
         "<section id='points'><h2>All points</h2>",
         _table(results.points.to_dict("records"), _TABLE_COLUMNS),
         "</section>",
         "<section id='environment'><h2>Environment</h2>",
-        f"<pre>{_e(json.dumps(_environment(meta), indent=2, default=str))}</pre>",
+        f"<pre>{_e(json.dumps(_environment(meta), indent=2))}</pre>",
         "</section>",
     ]
     return (
@@ -205,7 +201,7 @@ def _svg(fig: Figure) -> str:
 
 
 def _levels(results: Results) -> list[dict[Hashable, Any]]:
-    records = per_level(results.points).to_dict("records")
+    records = results.levels.to_dict("records")
     for r in records:
         for column in ("throughput", "latency_p99_ms"):
             low, high = r[f"{column}_ci_low"], r[f"{column}_ci_high"]
@@ -214,7 +210,7 @@ def _levels(results: Results) -> list[dict[Hashable, Any]]:
 
 
 def _twins_html(results: Results) -> list[str]:
-    ratios = twin_ratios(per_level(results.points))
+    ratios = twin_ratios(results.levels)
     if ratios.empty:
         return []
     rows = [
@@ -236,7 +232,7 @@ def _twins_html(results: Results) -> list[str]:
 
 
 def _engines_html(results: Results) -> list[str]:
-    floors = engine_floors(per_level(results.points))
+    floors = engine_floors(results.levels)
     if floors.empty:
         return []
     return [
@@ -262,14 +258,14 @@ def _engines_html(results: Results) -> list[str]:
     ]
 
 
-def _micro_table(micro: list[dict[str, Any]] | None) -> str:
+def _micro_table(micro: tuple[MicroCost, ...] | None) -> str:
     if not micro:
         return "<p>Not measured in this run.</p>"
     rows = ["<table><tr><th>cost</th><th>runtime</th><th>value</th><th>how</th></tr>"]
     rows.extend(
-        f"<tr><td class=text>{_e(m['name'])}</td><td class=text>{_e(m['runtime'])}</td>"
-        f"<td>{_e(_format(m['value']))} {_e(m['unit'])}</td>"
-        f"<td class=text>{_e(m['note'])}</td></tr>"
+        f"<tr><td class=text>{_e(m.name)}</td><td class=text>{_e(m.runtime)}</td>"
+        f"<td>{_e(_format(m.value))} {_e(m.unit)}</td>"
+        f"<td class=text>{_e(m.note)}</td></tr>"
         for m in micro
     )
     rows.append("</table>")
@@ -281,7 +277,7 @@ def _usl_table(results: Results) -> str:
         "<table><tr><th>model</th><th>&sigma;</th><th>&kappa;</th><th>&lambda; jobs/s</th>"
         "<th>N*</th><th>peak jobs/s</th><th>warning</th></tr>"
     ]
-    for model, fit in fit_models(per_level(results.points)).items():
+    for model, fit in fit_models(results.levels).items():
         cells = [
             f"{fit.sigma:.3g} [{fit.sigma_ci[0]:.3g}, {fit.sigma_ci[1]:.3g}]",
             f"{fit.kappa:.3g} [{fit.kappa_ci[0]:.3g}, {fit.kappa_ci[1]:.3g}]",
@@ -321,5 +317,5 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _environment(meta: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in meta.items() if k != "scenario"}
+def _environment(meta: RunMeta) -> dict[str, Any]:
+    return {k: v for k, v in meta.to_dict().items() if k != "scenario"}

@@ -8,7 +8,6 @@ environment for PATH under the cache directory with that set installed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -17,11 +16,12 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.files.meta import Interpreter
+from bench.measuring.environment import suite_root
 from models import MODELS
 
 # The oldest Python the models run on (asyncio.TaskGroup, ExceptionGroup, tomllib).
@@ -35,6 +35,7 @@ _PROBED = tuple(dict.fromkeys([*REQUIRED, *(m.requires for m in MODELS.values() 
 _DISTRIBUTION = "pyconcurrency-bench"
 _PROBE = """
 import importlib.util, json, sys, sysconfig
+sys.path[:] = [p for p in sys.path if p]  # -c puts the working directory first: drop it
 gil = getattr(sys, "_is_gil_enabled", None)
 print(json.dumps({
     "version": list(sys.version_info[:3]),
@@ -49,24 +50,6 @@ print(json.dumps({
 
 class InterpreterError(BenchError, OSError):
     """Raised when an interpreter is missing, too old or lacks the runtime set."""
-
-
-@dataclass(frozen=True)
-class Interpreter:
-    """A Python that points can run under, as it describes itself."""
-
-    path: str
-    version: str  # e.g. 3.13.5
-    tag: str  # the version, with a "t" for a free-threaded build: 3.13.5t
-    implementation: str
-    free_threaded: bool
-    gil_enabled: bool
-    config_args: str
-    modules: tuple[str, ...]  # which runtime packages it can import
-
-    def to_dict(self) -> dict[str, object]:
-        """For meta.json."""
-        return dataclasses.asdict(self)
 
 
 def probe(path: str) -> Interpreter:
@@ -133,7 +116,7 @@ def cache_dir() -> Path:
 def runtime_requirements() -> list[str]:
     """The runtime set, as declared in pyproject.toml (the `runtime` extra): read from the
     source tree when there is one (it may be newer than the installed metadata)."""
-    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    pyproject = suite_root() / "pyproject.toml"
     if pyproject.is_file():
         declared: list[str] = tomllib.loads(pyproject.read_text())["project"][
             "optional-dependencies"

@@ -10,27 +10,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from bench.engines import ENGINE_MODELS
-from bench.results import POINT_COLUMNS, TEXT_COLUMNS
-from models import MODELS
+from bench.analysing.thresholds import CV_WARNING
+from bench.analysing.verdicts import meets_target, point_warnings
+from models import ENGINE_MODELS, MODELS
 
-# Throughput varying this much between repeats means the machine, not the model, moved it.
-CV_WARNING = 0.10
-# A closed point whose throughput x mean latency strays further than this from N is flagged.
-LITTLE_TOLERANCE = 0.10
-# Fewer jobs than this in the window leave the p99 resting on less than one job.
-JOBS_FOR_P99 = 100
-# More errors than this share of a point's jobs fail it (and miss an open load's target).
-ERROR_SHARE = 0.01
-# More late starts than this share of an open point's jobs means the load fell behind.
-LATE_SHARE = 0.01
-# A latency service busier than this (share of one core) may be the limit, not the model.
-SERVICE_BUSY = 0.8
 _SUMMARISED = ("throughput", "latency_p99_ms")
-# Every measured column; the point's identity and its bound are the same across repeats.
-_MEDIANS = tuple(
-    c for c in POINT_COLUMNS if c not in (*TEXT_COLUMNS, "concurrency", "rate", "repeat", "bound")
-)
+# A point's identity and its bound are the same across repeats; every other number is a median.
+_IDENTITY = ("concurrency", "rate", "repeat", "bound")
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
@@ -51,43 +37,6 @@ def coefficient_of_variation(values: Sequence[float]) -> float:
     if len(data) < 2 or data.mean() == 0:
         return math.nan
     return float(data.std(ddof=1) / data.mean())
-
-
-def point_warnings(row: dict[str, Any]) -> list[str]:
-    """What makes a measured point (or a level's medians) less trustworthy, and what to do."""
-    found = []
-    if row["errors"]:
-        found.append(
-            f"{row['errors']:.0f} jobs ended in an error (a lost connection or a wrong result)"
-        )
-    if row["status"] != "ok":
-        return found
-    if row.get("service_cpu_util", 0) > SERVICE_BUSY:
-        found.append(
-            f"the latency service used {row['service_cpu_util']:.0%} of a core: it, not the "
-            "model, may be the limit; run it on another machine (bench serve, then --service)"
-        )
-    if row["jobs"] < JOBS_FOR_P99:
-        found.append(
-            f"only {row['jobs']:.0f} jobs ended in the window, too few for a p99 "
-            f"({JOBS_FOR_P99} needed): lengthen --duration to about "
-            f"{math.ceil(JOBS_FOR_P99 / max(row['throughput'], 1e-9))} s"
-        )
-    if (row.get("late_starts") or 0) > LATE_SHARE * row["jobs"]:
-        found.append(
-            f"{row['late_starts']:.0f} jobs started over 2 ms late although a user was free: the "
-            "runtime's timers ran late (the load fell behind its schedule); their latency "
-            "counts it"
-        )
-    n, littles_n = row["concurrency"], row["littles_n"]
-    if row.get("load", "closed") == "closed" and abs(littles_n - n) > LITTLE_TOLERANCE * n:
-        found.append(
-            f"Little's law gives {littles_n:.0f} jobs in flight, not N={n}: the window "
-            "caught the start-up transient (or the harness queued); users join across the "
-            "warm-up, so lengthen --warmup by a few job cycles, 3 x N / throughput = "
-            f"{3 * n / max(row['throughput'], 1e-9):.1f} s"
-        )
-    return found
 
 
 def per_level(points: pd.DataFrame) -> pd.DataFrame:
@@ -114,7 +63,7 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
             "bound": first["bound"],
         }
         source = ok if len(ok) else group
-        for column in _MEDIANS:
+        for column in _medians(points):
             row[column] = float(source[column].astype(float).median())
         row["errors"] = float(ok["errors"].astype(float).sum())  # one error is too many
         for column in _SUMMARISED:
@@ -133,6 +82,12 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
         row["warning"] = "; ".join(warnings)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _medians(points: pd.DataFrame) -> list[str]:
+    """The measured columns: every number of a point but its identity and bound."""
+    numbers = points.select_dtypes(include="number").columns
+    return [str(c) for c in numbers if c not in _IDENTITY]
 
 
 def twin_ratios(levels: pd.DataFrame) -> pd.DataFrame:
@@ -179,7 +134,7 @@ def engine_floors(levels: pd.DataFrame) -> pd.DataFrame:
     for (model, interpreter), row in by_model.items():
         if model not in ENGINE_MODELS:
             continue
-        references = [by_model.get((name, interpreter)) for name in _ENGINE_REFERENCES]
+        references = [by_model.get((name, interpreter)) for name in MODELS[model].references]
         other = next((r for r in references if r is not None), None)
         beside = {  # without a reference in the run, the engine's own figures still show
             "reference": "" if other is None else other["model"],
@@ -198,7 +153,6 @@ def engine_floors(levels: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=_FLOOR_COLUMNS)
 
 
-_ENGINE_REFERENCES = ("threads", "sync")
 _FLOOR_COLUMNS = [
     "model",
     "reference",
@@ -219,15 +173,6 @@ def _cpu_ms_per_job(row: dict[Hashable, Any]) -> float:
 def _rate(value: Any) -> float | None:
     """An open point's rate, None for a closed one (NaN in the frame, which equals nothing)."""
     return None if value is None or pd.isna(value) else float(value)
-
-
-def meets_target(row: dict[Any, Any], slo_ms: float) -> bool:
-    """Whether an open point kept its p99 within the SLO, with at most 1% errors."""
-    return bool(
-        row["status"] == "ok"
-        and row["latency_p99_ms"] <= slo_ms
-        and row["errors"] <= ERROR_SHARE * max(row["jobs"], 1)
-    )
 
 
 def knees(levels: pd.DataFrame, slo_ms: float) -> dict[tuple[str, int], float | None]:

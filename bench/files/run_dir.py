@@ -1,11 +1,15 @@
 """Run directories: meta.json, points.csv and histograms.jsonl, written as points finish.
 
+Plain Python (no pandas), so the point process can write its result with `write_atomically`.
+
 Schema history (`schema_version` in meta.json):
   1 — first version: closed-loop points, `sleep` transport.
   2 — the `tcp` transport and `service_cpu_util`; job outcomes `failed`, `timeouts`, `retries`;
       `background_drain_s`; throughput and bound count successful jobs. Open load: `rate`,
       `late_starts`, `service_p50_ms`, `service_p99_ms`, `queue_p99_ms`. `interpreter`: the
       Python each point ran under (meta.json `interpreters` describes each).
+  3 — meta.json records `suite_version`; the point process's result no longer comes on its
+      stdout (points.csv and the histograms are as in 2).
 """
 
 from __future__ import annotations
@@ -16,20 +20,15 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bench.errors import OutputError, ResultsError, UnknownNameError
-from bench.scenarios import scenario_from_dict
-from bench.stats import Histogram
-from models.workload import Scenario
+from bench.analysing.stats import Histogram
+from bench.errors import OutputError
+from bench.files.meta import RunMeta
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LATENCY_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99, 100.0)
 
 POINT_COLUMNS = (
@@ -135,9 +134,9 @@ def new_run_dir(out: Path, scenario: str, now: dt.datetime) -> Path:
     raise OutputError(f"cannot find a free run folder name under {str(out)!r}; clean it up")
 
 
-def write_meta(run_dir: Path, meta: dict[str, Any]) -> None:
+def write_meta(run_dir: Path, meta: RunMeta) -> None:
     """Write meta.json atomically, so a reader never sees half of it."""
-    write_atomically(run_dir / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
+    write_atomically(run_dir / "meta.json", json.dumps(meta.to_dict(), indent=2) + "\n")
 
 
 class PointsWriter:
@@ -179,102 +178,3 @@ def write_atomically(path: Path, text: str) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are for sharing
     os.replace(tmp, path)
-
-
-@dataclass(frozen=True)
-class Results:
-    """A run read back: its points as a DataFrame, its meta.json and where it lives."""
-
-    run_dir: Path
-    points: pd.DataFrame
-    meta: dict[str, Any]
-
-    def histogram(self, model: str, concurrency: int) -> Histogram | None:
-        """The latency histogram of one model and level, merged over repeats (None if absent)."""
-        merged = None
-        with (self.run_dir / "histograms.jsonl").open() as f:
-            for line in f:
-                entry = json.loads(line)
-                if entry["model"] == model and entry["concurrency"] == concurrency:
-                    merged = merged or Histogram()
-                    merged.merge(Histogram.from_dict(entry["latency_ms"]))
-        return merged
-
-    def latency(
-        self, model: str, concurrency: int, percentiles: Sequence[float] = LATENCY_PERCENTILES
-    ) -> pd.DataFrame:
-        """Percentiles of one model and level, recomputed from its stored histogram."""
-        import pandas as pd
-
-        histogram = self.histogram(model, concurrency)
-        if histogram is None:
-            raise UnknownNameError(
-                f"no point for model {model!r} at N={concurrency} in {str(self.run_dir)!r}; "
-                "see .points for what the run holds"
-            )
-        return pd.DataFrame(
-            {
-                "percentile": list(percentiles),
-                "latency_ms": [histogram.percentile(p) for p in percentiles],
-            }
-        )
-
-    @property
-    def scenario(self) -> Scenario:
-        """The scenario the run measured."""
-        return scenario_from_dict(self.meta["scenario"])
-
-    def report(self) -> Path:
-        """Write (or rewrite) the run's report.html and return its path."""
-        from bench.report import write_report  # the report draws from results: import late
-
-        return write_report(self)
-
-
-def write_summary(results: Results) -> None:
-    """Write summary.csv: one row per model and level across repeats (see bench.summary)."""
-    from bench.summary import per_level
-
-    text = per_level(results.points).to_csv(index=False, float_format="%.6g")
-    write_atomically(results.run_dir / "summary.csv", text)
-
-
-def latest_run(out: Path) -> Path:
-    """The newest run directory under `out`."""
-    runs = sorted(p for p in out.glob("*") if (p / "meta.json").is_file())
-    if not runs:
-        raise ResultsError(f"no runs in {str(out)!r}; run `python -m bench run` first")
-    return runs[-1]
-
-
-def load_results(run_dir: Path) -> Results:
-    """Read a run directory; a missing or malformed file is a `ResultsError`."""
-    import pandas as pd
-
-    try:
-        meta = json.loads((run_dir / "meta.json").read_text())
-        points = pd.read_csv(
-            run_dir / "points.csv",
-            dtype={
-                c: str if c in TEXT_COLUMNS else "Int64" if c in COUNT_COLUMNS else float
-                for c in POINT_COLUMNS
-            },
-            keep_default_na=False,
-            na_values={c: [""] for c in POINT_COLUMNS if c not in TEXT_COLUMNS},
-        )
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"cannot read run {str(run_dir)!r}: {exc}") from None
-    missing = [c for c in ESSENTIAL_COLUMNS if c not in points.columns]
-    if missing:
-        raise ResultsError(f"{run_dir / 'points.csv'} lacks columns: {', '.join(missing)}")
-    # A run of an earlier schema lacks the columns added since: empty, as for a closed point.
-    for column in POINT_COLUMNS:
-        if column not in points.columns:
-            points[column] = (
-                ""
-                if column in TEXT_COLUMNS
-                else pd.Series(
-                    pd.NA, index=points.index, dtype=("Int64" if column in COUNT_COLUMNS else float)
-                )
-            )
-    return Results(run_dir, points[list(POINT_COLUMNS)], meta)

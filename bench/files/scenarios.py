@@ -17,7 +17,7 @@ def resolve_scenario(name: str) -> Scenario:
     if name in SCENARIOS:
         return SCENARIOS[name]
     if name.endswith(".toml") or Path(name).is_file():
-        from bench.scenario_file import load_scenario_file  # only the parent reads files
+        from bench.files.scenario_file import load_scenario_file  # only the parent reads files
 
         return load_scenario_file(Path(name))
     raise UnknownNameError(

@@ -27,11 +27,10 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 
-from bench.environment import child_environment
 from bench.errors import BenchError
+from bench.measuring.environment import child_environment, python_command
 from models.wire import REQUEST, RESPONSE, ZEROS
 
 # Large enough for 10,000 clients connecting at once.
@@ -162,7 +161,7 @@ class LocalService(Service):
                 return
             self.process.communicate()  # the dead one's pipes
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench", "serve", "--port", "0"],
+            python_command(None, "-m", "bench", "serve", "--port", "0"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

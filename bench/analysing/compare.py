@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from bench.analysing.thresholds import SIGNIFICANCE
 from bench.errors import UsageError
-from bench.results import Results
 
-SIGNIFICANCE = 0.05
 # metric -> +1 when higher is better, -1 when lower is better
 METRICS = {"throughput": 1, "latency_p99_ms": -1}
 
@@ -47,21 +46,22 @@ def welch_p_value(a: list[float], b: list[float]) -> float:
     return float(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def compare_runs(a: Results, b: Results, min_effect: float) -> list[Change]:
-    """Every metric of every model and level that both runs measured (ok repeats only).
+def compare_runs(a: pd.DataFrame, b: pd.DataFrame, min_effect: float) -> list[Change]:
+    """Every metric of every model and level that both runs' points (`a`, then `b`: every
+    repeat) measured, ok repeats only.
 
     A change counts as real only when Welch's t-test gives p < 0.05 *and* the medians differ
     by at least `min_effect` (a fraction: 0.05 is 5%).
     """
     if min_effect < 0 or not math.isfinite(min_effect):
         raise UsageError(f"--min-effect {min_effect * 100:g} is not valid; give a percentage >= 0")
-    name_a, name_b = a.meta["scenario"]["name"], b.meta["scenario"]["name"]
+    name_a, name_b = _scenario(a), _scenario(b)
     if name_a != name_b:
         raise UsageError(
             f"the runs measured different scenarios ({name_a!r} and {name_b!r}); "
             "compare two runs of one scenario"
         )
-    ok_a, ok_b = _ok(a.points), _ok(b.points)
+    ok_a, ok_b = _ok(a), _ok(b)
     # A point is a model at a level (and rate); the interpreter is part of it only when a run
     # measured several, so that one run per interpreter can be compared.
     keys = ["model", "concurrency", "rate"]
@@ -109,6 +109,11 @@ def compare_runs(a: Results, b: Results, min_effect: float) -> list[Change]:
                 )
             )
     return changes
+
+
+def _scenario(points: pd.DataFrame) -> str:
+    """The scenario a run's points measured (every row names it)."""
+    return ", ".join(sorted(set(points["scenario"].astype(str))))
 
 
 def _ok(points: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,36 @@
+"""Every threshold the suite judges its numbers by, in one place: a figure is trusted, flagged,
+failed, tied or called significant against these and nothing else."""
+
+from __future__ import annotations
+
+# A point: more errors than this share of its jobs fail it (and miss an open load's target).
+ERROR_SHARE = 0.01
+# Fewer jobs than this in the window leave the p99 resting on less than one job.
+JOBS_FOR_P99 = 100
+# A job that starts later than this after it was due, with a user free, started late; epoll
+# waits in whole milliseconds, so a timer may fire up to 1 ms late with nothing wrong.
+LATE_START_S = 0.002
+# More late starts than this share of an open point's jobs means the load fell behind.
+LATE_SHARE = 0.01
+# A closed point whose throughput x mean latency strays further than this from N is flagged.
+LITTLE_TOLERANCE = 0.10
+# A latency service busier than this (share of one core) may be the limit, not the model.
+SERVICE_BUSY = 0.8
+
+# Repeats: throughput varying this much between them means the machine, not the model, moved it.
+CV_WARNING = 0.10
+# Two runs: a change is real when Welch's t-test gives p below this (and the effect is large).
+SIGNIFICANCE = 0.05
+
+# Findings: within this share of the best throughput, two models count as tied.
+TIE = 0.03
+# A model has saturated once a higher level adds less than this share of throughput.
+SATURATION_GAIN = 0.10
+# A model degrades when throughput falls this far below its own peak at a higher level.
+DEGRADATION = 0.10
+# A CPU utilisation this close to a whole core means one thread is the limit.
+ONE_CORE = 0.9
+
+# The Universal Scalability Law: levels needed before three parameters are more than a curve
+# through the points.
+USL_MIN_LEVELS = 4

@@ -1,0 +1,1 @@
+"""Files: scenario files in, run folders (meta.json, points.csv, histograms) out and back."""

@@ -1,0 +1,119 @@
+"""A run read back: its points as a DataFrame, its meta.json as a `RunMeta`, its histograms."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.analysing.levels import per_level
+from bench.analysing.stats import Histogram
+from bench.errors import ResultsError, UnknownNameError
+from bench.files.meta import RunMeta
+from bench.files.run_dir import (
+    COUNT_COLUMNS,
+    ESSENTIAL_COLUMNS,
+    LATENCY_PERCENTILES,
+    POINT_COLUMNS,
+    TEXT_COLUMNS,
+    write_atomically,
+)
+from models.workload import Scenario
+
+
+@dataclass(frozen=True)
+class Results:
+    """A run read back: its points (every repeat) as a DataFrame, its meta.json and where it
+    lives; `levels` collapses the repeats, once."""
+
+    run_dir: Path
+    points: pd.DataFrame
+    meta: RunMeta
+
+    @functools.cached_property
+    def levels(self) -> pd.DataFrame:
+        """One row per model and level across repeats (`bench.analysing.levels.per_level`),
+        computed on first use and shared by the report, its findings and its figures."""
+        return per_level(self.points)
+
+    def histogram(self, model: str, concurrency: int) -> Histogram | None:
+        """The latency histogram of one model and level, merged over repeats (None if absent)."""
+        merged = None
+        with (self.run_dir / "histograms.jsonl").open() as f:
+            for line in f:
+                entry = json.loads(line)
+                if entry["model"] == model and entry["concurrency"] == concurrency:
+                    merged = merged or Histogram()
+                    merged.merge(Histogram.from_dict(entry["latency_ms"]))
+        return merged
+
+    def latency(
+        self, model: str, concurrency: int, percentiles: Sequence[float] = LATENCY_PERCENTILES
+    ) -> pd.DataFrame:
+        """Percentiles of one model and level, recomputed from its stored histogram."""
+        histogram = self.histogram(model, concurrency)
+        if histogram is None:
+            raise UnknownNameError(
+                f"no point for model {model!r} at N={concurrency} in {str(self.run_dir)!r}; "
+                "see .points for what the run holds"
+            )
+        return pd.DataFrame(
+            {
+                "percentile": list(percentiles),
+                "latency_ms": [histogram.percentile(p) for p in percentiles],
+            }
+        )
+
+    @property
+    def scenario(self) -> Scenario:
+        """The scenario the run measured."""
+        return self.meta.scenario
+
+
+def write_summary(results: Results) -> None:
+    """Write summary.csv: one row per model and level across repeats (`Results.levels`)."""
+    text = results.levels.to_csv(index=False, float_format="%.6g")
+    write_atomically(results.run_dir / "summary.csv", text)
+
+
+def latest_run(out: Path) -> Path:
+    """The newest run directory under `out`."""
+    runs = sorted(p for p in out.glob("*") if (p / "meta.json").is_file())
+    if not runs:
+        raise ResultsError(f"no runs in {str(out)!r}; run `python -m bench run` first")
+    return runs[-1]
+
+
+def load_results(run_dir: Path) -> Results:
+    """Read a run directory; a missing or malformed file is a `ResultsError`."""
+    try:
+        meta = RunMeta.from_dict(json.loads((run_dir / "meta.json").read_text()))
+        points = pd.read_csv(
+            run_dir / "points.csv",
+            dtype={
+                c: str if c in TEXT_COLUMNS else "Int64" if c in COUNT_COLUMNS else float
+                for c in POINT_COLUMNS
+            },
+            keep_default_na=False,
+            na_values={c: [""] for c in POINT_COLUMNS if c not in TEXT_COLUMNS},
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ResultsError(f"cannot read run {str(run_dir)!r}: {exc}") from None
+    missing = [c for c in ESSENTIAL_COLUMNS if c not in points.columns]
+    if missing:
+        raise ResultsError(f"{run_dir / 'points.csv'} lacks columns: {', '.join(missing)}")
+    # A run of an earlier schema lacks the columns added since: empty, as for a closed point.
+    for column in POINT_COLUMNS:
+        if column not in points.columns:
+            points[column] = (
+                ""
+                if column in TEXT_COLUMNS
+                else pd.Series(
+                    pd.NA, index=points.index, dtype=("Int64" if column in COUNT_COLUMNS else float)
+                )
+            )
+    return Results(run_dir, points[list(POINT_COLUMNS)], meta)

@@ -1,0 +1,152 @@
+"""The point's resource monitor: CPU, context switches and peak RSS of its process tree, read
+from /proc exactly at the measured window's edges (psutil where there is no /proc)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import resource
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+# Peak RSS is sampled, not tracked: often enough to catch a peak that lasts, rarely enough that
+# the monitor's own reads stay a small part of the tree's CPU.
+_SAMPLE_PERIOD_S = 0.2
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass
+class TreeUsage:
+    """CPU and context switches of the point's process tree over the measured window."""
+
+    started_s: float = 0.0
+    cpu_s: float = 0.0
+    ctx_switches: int = 0
+    rss_peak_mb: float = 0.0
+    service_cpu_s: float = math.nan  # the latency service's CPU, when the run started it
+
+
+class TreeMonitor(threading.Thread):
+    """Waits for the window to start, then reads the process tree exactly at its edges."""
+
+    def __init__(
+        self, announce_fd: int, warmup_s: float, duration_s: float, service_pid: int | None
+    ) -> None:
+        super().__init__(daemon=True)
+        self.announce_fd = announce_fd
+        self.warmup_s = warmup_s
+        self.duration_s = duration_s
+        self.finished = threading.Event()
+        self.usage = TreeUsage()
+        self.process = psutil.Process()
+        self.tree: list[psutil.Process] = [self.process]
+        self.rss_sample_s = 0.0  # how long the last RSS sample took
+        # The run's latency service: outside the tree, its CPU is read at the same edges.
+        self.service = None if service_pid is None else psutil.Process(service_pid)
+
+    def run(self) -> None:
+        """Sample RSS until the model ends; read CPU and switches as the window opens and closes."""
+        announced = os.read(self.announce_fd, 8)
+        if len(announced) < 8:  # the model ended before starting its window
+            return
+        self.usage.started_s = struct.unpack("d", announced)[0]
+        measure_s = self.usage.started_s + self.warmup_s
+        self._sample_rss_until(measure_s)
+        at_open, service_at_open = self._usage(), self._service_cpu_s()
+        self._sample_rss_until(measure_s + self.duration_s)
+        at_close, service_at_close = self._usage(), self._service_cpu_s()
+        if service_at_open is not None and service_at_close is not None:
+            self.usage.service_cpu_s = service_at_close - service_at_open
+        # Totals, not per-process deltas: a worker reaped during the window moves its CPU into
+        # its parent's count of reaped children, and a process that appeared counts from zero.
+        self.usage.cpu_s = sum(cpu for cpu, _ in at_close.values()) - sum(
+            cpu for cpu, _ in at_open.values()
+        )
+        self.usage.ctx_switches = sum(
+            ctx - at_open[pid][1] for pid, (_, ctx) in at_close.items() if pid in at_open
+        )
+        self._sample_rss_until(math.inf)
+
+    def _service_cpu_s(self) -> float | None:
+        return None if self.service is None else _cpu_s(self.service)
+
+    def _sample_rss_until(self, until_s: float) -> None:
+        """Sample the tree's RSS every period until `until_s` (or the model's end).
+
+        On busy cores a sample of a large tree can take longer than the period, so none starts
+        unless it can end well before the window's edge.
+        """
+        while not self.finished.is_set() and (left := until_s - time.perf_counter()) > 0:
+            if left > _SAMPLE_PERIOD_S + 3 * self.rss_sample_s:
+                started = time.perf_counter()
+                self._sample_rss()
+                self.rss_sample_s = time.perf_counter() - started
+                left = until_s - time.perf_counter()
+            self.finished.wait(max(0.0, min(_SAMPLE_PERIOD_S, left)))
+
+    def _sample_rss(self) -> None:
+        self.tree = [self.process, *self.process.children(recursive=True)]
+        rss = sum(_quietly(lambda p: p.memory_info().rss, proc, 0) for proc in self.tree)
+        self.usage.rss_peak_mb = max(self.usage.rss_peak_mb, rss / 2**20)
+
+    def _usage(self) -> dict[int, tuple[float, int]]:
+        """CPU seconds and context switches (all threads) per process of the known tree.
+
+        CPU is read first, in one quick pass over /proc/<pid>/stat: with every core busy this
+        thread gets the CPU only now and then, and a slow pass would smear the window's edge.
+        It counts reaped children too, so a worker that exits right at the edge is not lost.
+        """
+        cpu = {proc.pid: _cpu_s(proc) for proc in self.tree}
+        return {
+            pid: (seconds, _ctx_switches(proc))
+            for proc in self.tree
+            if (seconds := cpu[(pid := proc.pid)]) is not None
+        }
+
+
+def _quietly(read: Any, proc: psutil.Process, default: Any) -> Any:
+    """Read a process that may have just exited."""
+    try:
+        return read(proc)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return default
+
+
+def _cpu_s(proc: psutil.Process) -> float | None:
+    """User and system CPU of a process and of its reaped children (None once it is gone)."""
+    try:
+        with open(f"/proc/{proc.pid}/stat", "rb") as stat:
+            data = stat.read()
+    except FileNotFoundError:
+        return None
+    except OSError:  # not Linux: psutil's slower reading
+        times = _quietly(lambda p: p.cpu_times(), proc, None)
+        return None if times is None else sum(times[:4])
+    # utime, stime, cutime, cstime are fields 14-17; the command name in () may hold spaces.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return sum(int(x) for x in fields[11:15]) / _CLOCK_TICKS
+
+
+def _ctx_switches(proc: psutil.Process) -> int:
+    """Voluntary and involuntary switches of every thread (psutil counts only the main one)."""
+    if proc.pid == os.getpid():  # this process: the kernel's total includes exited threads
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_nvcsw + usage.ru_nivcsw
+    tasks = Path(f"/proc/{proc.pid}/task")
+    if not tasks.is_dir():  # not Linux: the main thread is all psutil can see
+        switches = _quietly(lambda p: p.num_ctx_switches(), proc, None)
+        return 0 if switches is None else switches.voluntary + switches.involuntary
+    total = 0
+    for status in tasks.glob("*/status"):
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            for line in status.read_text().splitlines():
+                if "ctxt_switches:" in line:  # voluntary_ and nonvoluntary_
+                    total += int(line.split(":")[1])
+    return total

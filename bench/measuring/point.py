@@ -1,0 +1,189 @@
+"""One point: its spec and its result (the typed seam between the sweep and the point process),
+and a fresh process that runs one model at one load level under a hard timeout."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.analysing.stats import Histogram
+from bench.files.scenarios import scenario_from_dict, scenario_to_dict
+from bench.measuring.environment import child_environment, python_command
+from models.cluster import Engine
+from models.workload import Calibration, Scenario
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    """What one point runs."""
+
+    model: str
+    scenario: Scenario
+    calibration: Calibration
+    concurrency: int
+    repeat: int
+    seed: int
+    warmup_s: float
+    duration_s: float
+    max_jobs: int | None = None
+    service: tuple[str, int] | None = None  # the latency service; None: the sleep transport
+    service_pid: int | None = None  # its process, when the run started it
+    rate: float | None = None  # open load: jobs per second offered; None: closed
+    python: str | None = None  # the interpreter the point runs under; None: this one
+    arrivals: str = "constant"  # open load: constant or poisson
+    engine: Engine = field(default_factory=Engine)  # the dask and celery models' cluster or broker
+
+    def with_service(self, address: tuple[str, int], pid: int | None) -> PointSpec:
+        """This point, doing its I/O with the service at `address`."""
+        return dataclasses.replace(self, service=address, service_pid=pid)
+
+    def to_json(self) -> str:
+        """The spec as the point process reads it."""
+        data = dataclasses.asdict(self)
+        data["scenario"] = scenario_to_dict(self.scenario)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> PointSpec:
+        """The inverse of `to_json`."""
+        data = json.loads(text)
+        service = data["service"]
+        return cls(
+            **data
+            | {
+                "scenario": scenario_from_dict(data["scenario"]),
+                "calibration": Calibration(**data["calibration"]),
+                "service": None if service is None else (str(service[0]), int(service[1])),
+                "engine": Engine(**data["engine"]),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """What the point process measured: counts, times and histograms of the measured window,
+    the process tree's resources, and the problems that make the point fail."""
+
+    submitted: int  # every job that ended, in or out of the window
+    completed: int  # of those, the ones that succeeded and checked out
+    jobs: int  # counted in the window (closed: ended in it; open: due in it)
+    ok: int
+    served: int  # succeeded, checked out and ended in the window: the throughput's count
+    failed: int
+    timeouts: int
+    errors: int  # lost, or a wrong result
+    retries: int
+    elapsed_s: float
+    drain_s: float  # how long the last job ran on after the window
+    background_drain_s: float  # NaN without background steps
+    cpu_s: float
+    service_cpu_s: float  # NaN unless the run started the latency service
+    ctx_switches: int
+    rss_peak_mb: float
+    late_starts: int
+    unserved: int  # open load: jobs due in the window that never ran
+    histogram: Histogram  # latency, ms
+    service_histogram: Histogram  # from start to end, ms
+    queue_histogram: Histogram  # from due to start, ms
+    error_examples: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # lost jobs or stock updates, unfinished background work
+
+    def to_json(self) -> str:
+        """The result as the point process writes it."""
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("histogram", "service_histogram", "queue_histogram"):
+            data[name] = data[name].to_dict()
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> PointResult:
+        """The inverse of `to_json`."""
+        data: dict[str, Any] = json.loads(text)
+        return cls(
+            **data
+            | {
+                name: Histogram.from_dict(data[name])
+                for name in ("histogram", "service_histogram", "queue_histogram")
+            }
+            | {
+                "error_examples": tuple(data["error_examples"]),
+                "problems": tuple(data["problems"]),
+                "background_drain_s": float(data["background_drain_s"]),
+                "service_cpu_s": float(data["service_cpu_s"]),
+            }
+        )
+
+    @property
+    def per_s(self) -> float:
+        """One over the window's length (0 for an empty window)."""
+        return 1.0 / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def cpu_util(self) -> float:
+        """CPU seconds of the tree per wall second of the window."""
+        return self.cpu_s / self.elapsed_s if self.elapsed_s > 0 else math.nan
+
+
+class PointFailed(Exception):
+    """Raised by `measure_point` when the point process hangs, crashes or loses jobs."""
+
+
+def measure_point(spec: PointSpec, timeout_s: float) -> PointResult:
+    """Run `spec` in a fresh process and return what it measured.
+
+    The result comes back in a file of its own, not on stdout, so that nothing a model or a
+    library prints can corrupt it.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-point-") as folder:
+        result = Path(folder) / "result.json"
+        # A session of its own: Ctrl-C reaches the sweep, which then stops the whole tree itself.
+        with subprocess.Popen(
+            python_command(spec.python, "-m", "bench.measuring.child", str(result)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_environment(),
+            start_new_session=True,
+        ) as child:
+            try:
+                _, err = child.communicate(spec.to_json(), timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                raise PointFailed(
+                    f"timed out after {timeout_s:.0f} s (the point's hard timeout)"
+                ) from None
+            finally:
+                _kill_tree(child.pid)
+        if child.returncode != 0:
+            lines = [line for line in err.strip().splitlines() if line.strip()]
+            last = lines[-1] if lines else "no error output"
+            raise PointFailed(f"point process exited with status {child.returncode}: {last}")
+        try:
+            measured = PointResult.from_json(result.read_text())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PointFailed(f"the point process left no readable result ({exc})") from None
+    if measured.problems:
+        raise PointFailed("; ".join(measured.problems))
+    return measured
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a point process and every process it started, if any is left."""
+    try:
+        root = psutil.Process(pid)
+        tree = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(tree, timeout=5)

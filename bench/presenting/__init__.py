@@ -1,0 +1,1 @@
+"""Presenting: figures, the HTML report and the terminal's progress and tables."""
