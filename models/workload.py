@@ -346,7 +346,6 @@ Action = Wait | Compute
 
 # How a job (or a background step) ended; the last field of a record.
 OK, FAILED, TIMED_OUT, LOST = 0, 1, 2, 3
-OUTCOMES = ("ok", "failed", "timed out", "lost")
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,32 +498,6 @@ class Verifier:
             self._state.update(_NATIVE_BLOCK)
             self._native.append(int.from_bytes(self._state.copy().digest()[:8], "big"))
         return self._native[action.units]
-
-
-def step_outcome(action: Action) -> int:
-    """How a step ends by its draws, on a runtime that is never late."""
-    if isinstance(action, Compute):
-        return OK
-    outcome = OK
-    for attempt in action.attempts:
-        if action.timeout_s is not None and attempt.seconds > action.timeout_s:
-            outcome = TIMED_OUT
-        elif attempt.fails:
-            outcome = FAILED
-        else:
-            return OK
-    return outcome
-
-
-def retries_needed(action: Action) -> int:
-    """How many retries a step makes by its draws, on a runtime that is never late."""
-    if isinstance(action, Compute):
-        return 0
-    for k, attempt in enumerate(action.attempts):
-        timed_out = action.timeout_s is not None and attempt.seconds > action.timeout_s
-        if not timed_out and not attempt.fails:
-            return k
-    return len(action.attempts) - 1
 
 
 def _lcg_skip(x: int, steps: int) -> int:

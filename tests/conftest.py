@@ -19,7 +19,19 @@ from models.cluster import (
     wait_for_celery_workers,
     worker_processes,
 )
-from models.workload import Calibration, CpuStep, Dist, IoStep, Scenario, Stage
+from models.workload import (
+    FAILED,
+    OK,
+    TIMED_OUT,
+    Action,
+    Calibration,
+    Compute,
+    CpuStep,
+    Dist,
+    IoStep,
+    Scenario,
+    Stage,
+)
 
 # Fixed, small: a "millisecond" of CPU is a few hundred kernel steps, whatever the machine.
 TINY_CALIBRATION = Calibration(python_iterations_per_ms=500.0, native_blocks_per_ms=4.0)
@@ -81,3 +93,29 @@ def engines() -> Iterator[Engine]:
             with Client(scheduler, timeout=60) as client:
                 client.wait_for_workers(2, timeout=60)
             yield Engine(dask_address=scheduler, broker=broker)
+
+
+def step_outcome(action: Action) -> int:
+    """How a step ends by its draws, on a runtime that is never late (the tests' oracle)."""
+    if isinstance(action, Compute):
+        return OK
+    outcome = OK
+    for attempt in action.attempts:
+        if action.timeout_s is not None and attempt.seconds > action.timeout_s:
+            outcome = TIMED_OUT
+        elif attempt.fails:
+            outcome = FAILED
+        else:
+            return OK
+    return outcome
+
+
+def retries_needed(action: Action) -> int:
+    """How many retries a step makes by its draws, on a runtime that is never late."""
+    if isinstance(action, Compute):
+        return 0
+    for k, attempt in enumerate(action.attempts):
+        timed_out = action.timeout_s is not None and attempt.seconds > action.timeout_s
+        if not timed_out and not attempt.fails:
+            return k
+    return len(action.attempts) - 1

@@ -17,6 +17,7 @@ import pytest
 from bench.cli import main
 from bench.files.results import load_results
 from bench.files.run_dir import POINT_COLUMNS, SCHEMA_VERSION
+from bench.version import __version__
 from models import MODELS
 
 ROOT = Path(__file__).parent.parent
@@ -131,6 +132,7 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert meta["scenario"]["name"] == "ecommerce"
     assert meta["calibration"]["python_iterations_per_ms"] > 0
     assert meta["finished"] is not None
+    assert meta["suite_version"] == __version__
     points = load_results(run_dir).points
     assert points["throughput"].dtype == float
     assert (points["efficiency"] > 0).all()

@@ -4,13 +4,13 @@ retries, timeouts, locks and background work included."""
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Iterator
 
 import pytest
 
-from bench.measuring.engines import ENGINE_MODELS
 from bench.measuring.service import LocalService
-from models import MODELS
+from models import ENGINE_MODELS, MODELS
 from models.cluster import Engine
 from models.load import STOCK_START, Finished, Tally, Window, finished
 from models.scenarios import SCENARIOS
@@ -26,10 +26,8 @@ from models.workload import (
     Verifier,
     draw_job,
     foreground,
-    retries_needed,
-    step_outcome,
 )
-from tests.conftest import TINY_CALIBRATION
+from tests.conftest import TINY_CALIBRATION, retries_needed, step_outcome
 
 AVAILABLE = [name for name, model in MODELS.items() if model.available()]
 SEED = 7
@@ -189,14 +187,35 @@ def test_every_background_step_completes(
 
 
 @pytest.mark.parametrize("model", AVAILABLE)
-def test_sync_style_queueing_is_only_in_sync(model: str, engine: Engine, tiny: Scenario) -> None:
-    tally = run_jobs(model, tiny, 4, 12, engine=engine)
-    waited = [r for r in records(tally) if r.started_s - r.submitted_s > 0]
-    if model == "sync":
+def test_jobs_in_flight_never_exceed_what_the_model_serves_at_once(
+    model: str, engine: Engine, tiny: Scenario
+) -> None:
+    done = records(run_jobs(model, tiny, 4, 12, engine=engine))
+    peak = peak_in_flight(done)
+    if MODELS[model].one_at_a_time:
         # Four users submit at once and one thread serves them: all but the first job waits.
-        assert len(waited) >= 11
+        assert peak == 1
+        assert sum(r.started_s > r.submitted_s for r in done) >= 11
     else:
-        assert waited == []
+        assert peak <= 4
+    if MODELS[model].one_loop and not MODELS[model].one_at_a_time:
+        # A task yields at its first await, before its job ends: the next user's job starts.
+        assert peak >= 2
+
+
+def peak_in_flight(done: list[Finished]) -> int:
+    """The most jobs that were running at one instant (a job that ends as another starts
+    does not overlap it)."""
+    events = sorted([(r.started_s, 1) for r in done] + [(r.ended_s, -1) for r in done])
+    return max(itertools.accumulate(step for _, step in events))
+
+
+def test_peak_in_flight_counts_overlaps() -> None:
+    def job(started_s: float, ended_s: float) -> Finished:
+        return Finished(0, started_s, started_s, ended_s, 0, OK)
+
+    assert peak_in_flight([job(0, 1), job(1, 2), job(2, 3)]) == 1
+    assert peak_in_flight([job(0, 3), job(1, 2), job(1.5, 4)]) == 3
 
 
 def test_all_models_return_identical_results(tiny: Scenario, engines: Engine) -> None:

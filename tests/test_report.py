@@ -10,13 +10,17 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.lines import Line2D
 
 from bench import api
+from bench.analysing.levels import per_level
+from bench.files import results as results_module
 from bench.files.results import Results, load_results
 from bench.presenting import plots
 from bench.presenting.report import build_report
+from models import MODELS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -118,9 +122,12 @@ def test_figures_draw_every_model_and_mark_skipped_points(run: Results) -> None:
         plt.close(figure)
 
 
-def test_colours_are_fixed_per_model() -> None:
-    assert plots.model_colour("trio") == plots.model_colour("trio")
-    assert len({plots.model_colour(m) for m in ("sync", "threads", "asyncio", "trio")}) == 4
+def test_every_model_has_its_own_colour_from_the_registry() -> None:
+    colours = {name: plots.model_colour(name) for name in MODELS}
+    assert colours == {name: model.colour for name, model in MODELS.items()}
+    assert len(set(colours.values())) == len(MODELS)
+    assert plots.model_colour("threads @3.13.5t") == colours["threads"]  # on every interpreter
+    assert plots.model_colour("gone-model") not in colours.values()
 
 
 def console_errors(page: Path, screenshot: Path) -> list[str]:
@@ -271,3 +278,20 @@ def test_an_engine_that_fills_the_cores_is_named_as_the_limit() -> None:
     assert "mostly with the engine's own work" in _largest_gap(ok, cores=2)
     jobs = ok.assign(model=["threads", "processes"])  # the same figures, no engine
     assert "the CPU work of the jobs is the limit" in _largest_gap(jobs, cores=2)
+
+
+def test_the_per_level_table_is_computed_once_per_report(
+    run: Results, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def counted(points: pd.DataFrame) -> pd.DataFrame:
+        calls.append(len(points))
+        return per_level(points)
+
+    monkeypatch.setattr(results_module, "per_level", counted)
+    build_report(run.run_dir)
+    assert len(calls) == 1  # the report, its findings, its figures and tables share it
+    again = load_results(run.run_dir)
+    assert again.levels is again.levels
+    assert len(calls) == 2

@@ -30,10 +30,8 @@ from models.workload import (
     calibrate,
     compute,
     draw_job,
-    retries_needed,
-    step_outcome,
 )
-from tests.conftest import TINY_CALIBRATION
+from tests.conftest import TINY_CALIBRATION, retries_needed, step_outcome
 
 DRAW = (
     "from models.scenarios import SCENARIOS; from models.workload import Calibration, draw_job; "

@@ -9,11 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.errors import BenchError
-from models import MODELS
 from models.cluster import CELERY_ACKS_LATE, CELERY_PREFETCH_MULTIPLIER, REDIS_MISSING, Engine
 from models.workload import Scenario
 
-ENGINE_MODELS = tuple(name for name, model in MODELS.items() if model.engine)
 # How long a check of the user's scheduler or broker may take before it counts as down.
 _CHECK_TIMEOUT_S = 5
 
