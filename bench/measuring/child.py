@@ -23,7 +23,7 @@ from bench.files.run_dir import write_atomically
 from bench.measuring.monitor import TreeMonitor, TreeUsage
 from bench.measuring.point import PointResult, PointSpec
 from models import MODELS
-from models.load import STOCK_START, Finished, Tally, Window, arrivals, finished
+from models.load import STOCK_START, Finished, Tally, Window, finished
 from models.workload import (
     FAILED,
     LOST,
@@ -38,21 +38,7 @@ from models.workload import (
 def measure(spec: PointSpec) -> PointResult:
     """Run the point `spec` and summarise it."""
     announce_read, announce_write = os.pipe()
-    window = Window(
-        scenario=spec.scenario,
-        calibration=spec.calibration,
-        seed=spec.seed,
-        concurrency=spec.concurrency,
-        warmup_s=spec.warmup_s,
-        duration_s=spec.duration_s,
-        max_jobs=spec.max_jobs,
-        announce_fd=announce_write,
-        service=spec.service,
-        engine=spec.engine,
-        arrivals=None
-        if spec.rate is None
-        else arrivals(spec.rate, spec.warmup_s + spec.duration_s, spec.arrivals, spec.seed),
-    )
+    window = spec.window(announce_write)
     model = MODELS[spec.model]
     monitor = TreeMonitor(announce_read, window.warmup_s, window.duration_s, spec.service_pid)
     monitor.start()

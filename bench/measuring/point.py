@@ -19,6 +19,7 @@ from bench.analysing.stats import Histogram
 from bench.files.scenarios import scenario_from_dict, scenario_to_dict
 from bench.measuring.environment import child_environment, python_command
 from models.cluster import Engine
+from models.load import Window, arrivals
 from models.workload import Calibration, Scenario
 
 
@@ -45,6 +46,25 @@ class PointSpec:
     def with_service(self, address: tuple[str, int], pid: int | None) -> PointSpec:
         """This point, doing its I/O with the service at `address`."""
         return dataclasses.replace(self, service=address, service_pid=pid)
+
+    def window(self, announce_fd: int | None = None) -> Window:
+        """The jobs this point runs and when (`announce_fd`: where the window's start is
+        written for the resource monitor)."""
+        return Window(
+            scenario=self.scenario,
+            calibration=self.calibration,
+            seed=self.seed,
+            concurrency=self.concurrency,
+            warmup_s=self.warmup_s,
+            duration_s=self.duration_s,
+            max_jobs=self.max_jobs,
+            announce_fd=announce_fd,
+            service=self.service,
+            engine=self.engine,
+            arrivals=None
+            if self.rate is None
+            else arrivals(self.rate, self.warmup_s + self.duration_s, self.arrivals, self.seed),
+        )
 
     def to_json(self) -> str:
         """The spec as the point process reads it."""
