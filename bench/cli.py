@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 from bench import api
 from bench.analysing.compare import compare_runs
 from bench.analysing.stats import bound_per_s
+from bench.analysing.thresholds import MIN_EFFECT
 from bench.errors import BenchError, UsageError
 from bench.files.results import load_results
 from bench.files.scenarios import describe_scenario, resolve_scenario
@@ -142,9 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_b", metavar="RUN_B", help="the run to judge against it")
     compare.add_argument(
         "--min-effect",
-        type=float,
-        default=5.0,
-        help="smallest change in %% that counts, on top of Welch's t-test (default 5)",
+        help="smallest change in %% that counts, on top of the significance test: one number "
+        "for every metric, or per metric as throughput=5,p99=10 (the defaults)",
     )
     compare.add_argument(
         "--fail-on-regression",
@@ -251,11 +251,9 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     a, b = load_results(_run_dir(args.run_a)), load_results(_run_dir(args.run_b))
-    changes = compare_runs(a.points, b.points, args.min_effect / 100.0)
+    min_effect = _parse_min_effect(args.min_effect)
+    changes = compare_runs(a.points, b.points, min_effect, a.histograms(), b.histograms())
     print(f"A: {a.run_dir}\nB: {b.run_dir}")
-    if not changes:
-        print("no model and level was measured ok in both runs")
-        return 0
     rows = [
         [
             c.model,
@@ -269,19 +267,51 @@ def _compare(args: argparse.Namespace) -> int:
         ]
         for c in changes
     ]
-    headers = ["model", "N", "metric", "A", "B", "change", "p", "verdict"]
+    headers = ["model", "N", "metric", "A", "B", "change", "p (Holm)", "verdict"]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
         print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
     print(
-        f"real change: Welch's t-test p < 0.05 across repeats and at least {args.min_effect:g}% "
-        "between medians"
+        "real change: p < 0.05 after Holm's adjustment over the whole table (throughput: "
+        "Welch's t-test across repeats; p99: a permutation test on the pooled jobs) and at least "
+        + ", ".join(f"{effect:.0%} in {_METRIC_NAMES[m]}" for m, effect in min_effect.items())
     )
     regressions = [c for c in changes if c.regression]
     if regressions and args.fail_on_regression:
         print(f"{len(regressions)} regressions", file=sys.stderr)
         return 1
     return 0
+
+
+_METRIC_NAMES = {"throughput": "throughput", "latency_p99_ms": "p99"}
+
+
+def _parse_min_effect(text: str | None) -> dict[str, float]:
+    """`--min-effect`: a percentage for every metric, or metric=percentage pairs."""
+    if text is None:
+        return dict(MIN_EFFECT)
+    by_name = {name: metric for metric, name in _METRIC_NAMES.items()}
+
+    def percent(value: str) -> float:
+        try:
+            return float(value) / 100.0
+        except ValueError:
+            raise UsageError(
+                f"--min-effect {text!r}: {value.strip()!r} is not a number; give a percentage "
+                "such as 5, or throughput=5,p99=10"
+            ) from None
+
+    if "=" not in text:
+        return {metric: percent(text) for metric in MIN_EFFECT}
+    effects = dict(MIN_EFFECT)
+    for part in text.split(","):
+        name, _, value = (s.strip() for s in part.partition("="))
+        if name not in by_name:
+            raise UsageError(
+                f"--min-effect {text!r}: unknown metric {name!r}; choose from: {', '.join(by_name)}"
+            )
+        effects[by_name[name]] = percent(value)
+    return effects
 
 
 def _run_dir(path: str) -> Path:

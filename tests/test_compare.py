@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
+import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bench.analysing.compare import compare_runs, welch_p_value
+from bench.analysing.compare import (
+    Change,
+    PointKey,
+    compare_runs,
+    holm,
+    percentile_p_value,
+    welch_p_value,
+)
 from bench.analysing.stats import Histogram
+from bench.analysing.thresholds import MIN_EFFECT
 from bench.cli import main
 from bench.errors import ResultsError
 from bench.files.meta import RunMeta
 from bench.files.results import load_results
 from bench.files.run_dir import POINT_COLUMNS, Point, PointsWriter, write_meta
-from tests.conftest import TINY
+from tests.conftest import TINY, histogram_of
 
 
 def make_run(
@@ -42,19 +56,25 @@ def make_run(
             "warning": "",
             "scenario": name,
             "transport": "sleep",
+            "interpreter": "3.11.7",
             "throughput": throughput,
             "latency_p99_ms": p99,
         }
-        writer.append(Point(row, Histogram()))
+        # 300 jobs whose 99th percentile (nearest rank: the 297th) is the given p99.
+        writer.append(Point(row, histogram_of([p99 * (i + 1) / 297 for i in range(300)])))
     return path
+
+
+def compare(a: Path, b: Path, min_effect: float = 0.05) -> list[Change]:
+    run_a, run_b = load_results(a), load_results(b)
+    effects = dict.fromkeys(MIN_EFFECT, min_effect)
+    return compare_runs(run_a.points, run_b.points, effects, run_a.histograms(), run_b.histograms())
 
 
 def test_a_real_regression_is_significant(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", [100, 101, 99, 100], [50, 51, 49, 50])
     b = make_run(tmp_path / "b", [80, 81, 79, 80.5], [50.2, 50.9, 49.1, 50])
-    changes = {
-        c.metric: c for c in compare_runs(load_results(a).points, load_results(b).points, 0.05)
-    }
+    changes = {c.metric: c for c in compare(a, b)}
     assert changes["throughput"].verdict == "worse"
     assert changes["throughput"].change == pytest.approx(-0.1975, abs=1e-3)
     assert changes["latency_p99_ms"].verdict == "no real change"
@@ -73,19 +93,48 @@ def test_noise_is_not_a_change(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_small_significant_change_below_min_effect_is_not_real(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", [100.0, 100.1, 99.9], [50, 50, 50])
     b = make_run(tmp_path / "b", [98.0, 98.1, 97.9], [50, 50, 50])
-    (throughput, _) = compare_runs(load_results(a).points, load_results(b).points, 0.05)
+    (throughput, _) = compare(a, b)
     assert throughput.p_value < 0.05
     assert throughput.verdict == "no real change"
-    (strict, _) = compare_runs(load_results(a).points, load_results(b).points, 0.01)
+    (strict, _) = compare(a, b, 0.01)
     assert strict.verdict == "worse"
 
 
-def test_single_repeats_cannot_decide(tmp_path: Path) -> None:
+def test_single_repeats_decide_the_p99_on_their_jobs_but_not_throughput(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", [100], [50])
     b = make_run(tmp_path / "b", [50], [90])
-    assert {
-        c.verdict for c in compare_runs(load_results(a).points, load_results(b).points, 0.05)
-    } == {"too few repeats"}
+    verdicts = {c.metric: c.verdict for c in compare(a, b)}
+    assert verdicts == {"throughput": "too few repeats", "latency_p99_ms": "worse"}
+
+
+def test_runs_with_nothing_in_common_are_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = make_run(tmp_path / "a", [100, 101], [50, 51])
+    b = make_run(tmp_path / "b", [100, 101], [50, 51])
+    points = (b / "points.csv").read_text().replace("asyncio", "trio")
+    (b / "points.csv").write_text(points)
+    assert main(["compare", str(a), str(b), "--fail-on-regression"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: no model and level was measured ok in both runs")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("x", r"'x' is not a number"),
+        ("latency=5", r"unknown metric 'latency'; choose from: throughput, p99"),
+        ("p99=-1", r"-1 for latency_p99_ms is not valid"),
+    ],
+)
+def test_a_bad_min_effect_is_one_line(
+    flag: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = make_run(tmp_path / "a", [100, 101], [50, 51])
+    assert main(["compare", str(a), str(a), "--min-effect", flag]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: ") and re.search(message, err), err
 
 
 def test_runs_of_different_scenarios_are_refused(
@@ -97,15 +146,72 @@ def test_runs_of_different_scenarios_are_refused(
     assert "different scenarios ('io-bound' and 'mixed')" in capsys.readouterr().err
 
 
-def test_welch_handles_identical_samples() -> None:
+def test_welch_handles_identical_and_nearly_identical_samples() -> None:
     assert welch_p_value([1.0, 1.0], [1.0, 1.0]) == 1.0
     assert welch_p_value([1.0, 1.0], [2.0, 2.0]) == 0.0
+    # scipy warns of precision loss here; warnings are errors in the tests, so none escapes.
+    assert 0.0 <= welch_p_value([1.0, 1.0, 1.0 + 1e-15], [1.0, 1.0, 1.0]) <= 1.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.floats(0.0, 1.0), st.just(math.nan)), min_size=1, max_size=12))
+def test_holm_adjusts_upwards_in_order_and_keeps_untested_ones_out(p_values: list[float]) -> None:
+    adjusted = holm(p_values)
+    for raw, adj in zip(p_values, adjusted, strict=True):
+        assert math.isnan(raw) == math.isnan(adj)
+        assert math.isnan(raw) or raw <= adj <= 1.0
+    order = sorted((p, a) for p, a in zip(p_values, adjusted, strict=True) if not math.isnan(p))
+    assert [a for _, a in order] == sorted(a for _, a in order)
+    tested = [p for p in p_values if not math.isnan(p)]
+    if tested:
+        assert min(a for a in adjusted if not math.isnan(a)) == min(1.0, len(tested) * min(tested))
+
+
+def test_the_percentile_test_sees_a_shifted_tail_and_not_noise() -> None:
+    rng = np.random.default_rng(3)
+    same_a = histogram_of(list(rng.lognormal(3.0, 0.5, 2000)))
+    same_b = histogram_of(list(rng.lognormal(3.0, 0.5, 2000)))
+    slower = histogram_of(list(rng.lognormal(3.0, 0.5, 2000) * 1.3))
+    assert percentile_p_value(same_a, same_b, 99) > 0.05
+    assert percentile_p_value(same_a, slower, 99) < 0.01
+    assert math.isnan(percentile_p_value(same_a, Histogram(), 99))
+
+
+def test_a_a_tables_raise_a_false_alarm_in_at_most_5_percent_of_compares() -> None:
+    # Two runs of one configuration: 2 models x 2 levels x 2 metrics, 3 repeats of 400 jobs
+    # each, every value drawn from the same distributions. Seeded: the count is fixed.
+    rng = np.random.default_rng(11)
+    alarms = 0
+    compares = 200
+    for _ in range(compares):
+        runs = []
+        for _side in "ab":
+            rows: list[dict[str, object]] = []
+            latency: dict[PointKey, Histogram] = {}
+            for model, level, repeat in itertools.product(
+                ("asyncio", "threads"), (8, 64), (1, 2, 3)
+            ):
+                jobs = rng.lognormal(3.0, 0.6, 400) * (1 + level / 100)
+                rows.append(
+                    {"model": model, "concurrency": level, "rate": math.nan, "repeat": repeat,
+                     "interpreter": "3.11.7", "status": "ok", "scenario": "io-bound",
+                     "throughput": rng.normal(100.0 * level, 4.0 * level),
+                     "latency_p99_ms": float(np.percentile(jobs, 99))}
+                )  # fmt: skip
+                latency[(model, "3.11.7", level, None, repeat)] = histogram_of(list(jobs))
+            runs.append((pd.DataFrame(rows), latency))
+        (points_a, latency_a), (points_b, latency_b) = runs
+        changes = compare_runs(
+            points_a, points_b, dict.fromkeys(MIN_EFFECT, 0.0), latency_a, latency_b
+        )
+        alarms += any(c.verdict in ("better", "worse") for c in changes)
+    assert alarms / compares <= 0.05
 
 
 def test_open_runs_are_compared_rate_by_rate(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", [100, 101, 99], [50, 51, 49], rates=(100.0, 200.0))
     b = make_run(tmp_path / "b", [100, 101, 99], [50, 51, 49], rates=(100.0, 200.0))
-    changes = compare_runs(load_results(a).points, load_results(b).points, 0.05)
+    changes = compare(a, b)
     assert sorted((c.rate, c.metric) for c in changes) == [
         (100.0, "latency_p99_ms"),
         (100.0, "throughput"),

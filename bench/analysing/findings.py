@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import pandas as pd
@@ -15,16 +16,19 @@ from bench.analysing.thresholds import (
     SERVICE_BUSY,
     TIE,
 )
-from bench.analysing.usl import fit_models
+from bench.analysing.usl import UslFit
 from models import ENGINE_MODELS, registered
 
 
 def findings(
-    levels: pd.DataFrame, cores: int, costs: Mapping[tuple[str, str], float] | None = None
+    levels: pd.DataFrame,
+    cores: int,
+    costs: Mapping[tuple[str, str], float] | None = None,
+    fits: Mapping[str, UslFit] | None = None,
 ) -> list[str]:
     """Sentences on the best model per load range, saturation, degradation, one-at-a-time
-    models, the bound, scalability, and (given the run's micro-benchmarks, as `costs`:
-    (name, runtime) -> value) what each runtime's own costs are.
+    models, the bound, scalability (given the USL `fits`), and (given the run's
+    micro-benchmarks, as `costs`: (name, runtime) -> value) what each runtime's own costs are.
 
     `levels` is the per-level table (`per_level`): each level judged by its median over the
     ok repeats.
@@ -46,7 +50,7 @@ def findings(
         *_interpreters(ok),
         *_engine_floors(levels),
         _largest_gap(ok, cores),
-        *_scalability(levels),
+        *_scalability(fits or {}),
         *_runtime_costs(costs or {}),
         *_not_measured(levels),
     ]
@@ -254,27 +258,29 @@ def _largest_gap(ok: pd.DataFrame, cores: int) -> str:
     )
 
 
-def _scalability(levels: pd.DataFrame) -> list[str]:
-    """The most contended model and any measured peak, from the USL fits that hold."""
+def _scalability(fitted: Mapping[str, UslFit]) -> list[str]:
+    """The most contended model and the peaks the data show, from the USL fits that hold."""
     # A model that serves one job at a time serialises by design (sigma = 1): it has its own
-    # sentence.
-    fits = {m: f for m, f in fit_models(levels).items() if not f.warning and not _one_at_a_time(m)}
+    # sentence. A fit with too few points has no interval to judge it by.
+    fits = {
+        m: f
+        for m, f in fitted.items()
+        if not math.isnan(f.sigma) and math.isfinite(f.sigma_ci[1]) and not _one_at_a_time(m)
+    }
     if not fits:
         return []
     model, fit = max(fits.items(), key=lambda item: item[1].sigma)
     sentences = [
-        f"USL fit: {model} shows the most contention (sigma {fit.sigma:.2f}: about "
-        f"{fit.sigma:.0%} of each job's work runs one at a time), which caps it near "
-        f"{fit.peak_throughput:.0f} jobs/s however many jobs are in flight."
+        f"USL fit: {model} shows the most contention (sigma {fit.sigma:.2f}, 95% interval "
+        f"{fit.sigma_ci[0]:.2f} to {fit.sigma_ci[1]:.2f}: about {fit.sigma:.0%} of each job's "
+        "work runs one at a time)."
     ]
-    top = levels["concurrency"].max()
     for name, peaked in fits.items():
-        # A peak counts only when the data rule out kappa = 0 (its interval excludes zero).
-        if peaked.peak_n <= top and peaked.kappa_ci[0] > 0:
+        if peaked.peaks_in_range:
             sentences.append(
                 f"USL fit: {name}'s throughput peaks near N={peaked.peak_n:.0f} "
                 f"({peaked.peak_throughput:.0f} jobs/s) and falls beyond it "
-                f"(coherency kappa {peaked.kappa:.1e})."
+                f"(coherency kappa {peaked.kappa:.1e}, its interval above 0)."
             )
     return sentences
 

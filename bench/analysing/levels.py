@@ -45,14 +45,12 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
     A level with no ok repeat keeps the status and reason of its first repeat.
     """
     rows = []
-    # With several interpreters, each model runs once per interpreter: "threads @3.13.5t".
-    several = points["interpreter"].nunique() > 1
-    keys = ["model", "interpreter", "concurrency", "rate"]
-    for (model, interpreter, level, rate), group in points.groupby(keys, sort=False, dropna=False):
+    keys = [level_labels(points), "interpreter", "concurrency", "rate"]
+    for (label, interpreter, level, rate), group in points.groupby(keys, sort=False, dropna=False):
         ok = group[group["status"] == "ok"]
         first = group.iloc[0]
         row: dict[str, object] = {
-            "model": f"{model} @{interpreter}" if several else model,
+            "model": label,
             "interpreter": interpreter,
             "load": first["load"],
             "concurrency": level,
@@ -82,6 +80,16 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
         row["warning"] = "; ".join(warnings)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def level_labels(points: pd.DataFrame) -> pd.Series[str]:
+    """Each row's model as the tables name it: with several interpreters, each model runs once
+    per interpreter ("threads @3.13.5t")."""
+    if points["interpreter"].nunique() > 1:
+        return (points["model"].astype(str) + " @" + points["interpreter"].astype(str)).rename(
+            "model"
+        )
+    return points["model"].rename("model")
 
 
 def _medians(points: pd.DataFrame) -> list[str]:

@@ -46,15 +46,19 @@ class Histogram:
         """The nearest-rank percentile (NaN when empty)."""
         if self.total == 0:
             return math.nan
+        middle = math.exp((self.percentile_bucket(percent) + 0.5) * _LOG_RATIO)
+        return min(max(middle, self.min_ms), self.max_ms)
+
+    def percentile_bucket(self, percent: float) -> int:
+        """The bucket that holds the nearest-rank percentile (of a non-empty histogram)."""
         # The epsilon keeps float error out of the rank: 99.9% of 1000 is 999, not 1000.
         rank = max(1, math.ceil(percent * self.total / 100.0 - 1e-9))
         seen = 0
         for bucket in sorted(self.counts):
             seen += self.counts[bucket]
             if seen >= rank:
-                middle = math.exp((bucket + 0.5) * _LOG_RATIO)
-                return min(max(middle, self.min_ms), self.max_ms)
-        return self.max_ms
+                return bucket
+        return max(self.counts)
 
     @property
     def mean_ms(self) -> float:

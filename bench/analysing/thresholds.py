@@ -19,8 +19,11 @@ SERVICE_BUSY = 0.8
 
 # Repeats: throughput varying this much between them means the machine, not the model, moved it.
 CV_WARNING = 0.10
-# Two runs: a change is real when Welch's t-test gives p below this (and the effect is large).
+# Two runs: a change is real when its p-value, adjusted over the whole table, is below this...
 SIGNIFICANCE = 0.05
+# ... and it is at least this large: each metric's run-to-run noise on a quiet machine (a p99,
+# on a few jobs per repeat, moves more than throughput).
+MIN_EFFECT = {"throughput": 0.05, "latency_p99_ms": 0.10}
 
 # Findings: within this share of the best throughput, two models count as tied.
 TIE = 0.03

@@ -4,6 +4,14 @@ X(N) = lambda * N / (1 + sigma * (N - 1) + kappa * N * (N - 1)): `lambda` is the
 one job in flight, `sigma` the share of work that serialises (contention: a lock, the GIL, one
 event loop), `kappa` the cost of keeping N in step (coherency: what makes throughput *fall*).
 Throughput peaks at N* = sqrt((1 - sigma) / kappa).
+
+The fit takes every ok repeat, not the medians, so that its residuals carry the repeats' noise.
+Its 95% intervals are Wald intervals with Student's t at the residual degrees of freedom (points
+minus three parameters). The loss is a choice (`LOSSES`): `relative` least squares by default,
+because a benchmark's repeats scatter in proportion to their throughput (a busy machine slows
+every level alike), and under that noise its intervals cover the truth as they claim
+(tests/test_usl.py simulates it); `absolute` least squares is what R's `usl` package and usl4j
+minimise, so a user can check a fit against them.
 """
 
 from __future__ import annotations
@@ -17,10 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import optimize
+from scipy import stats as scipy_stats
 
+from bench.analysing.levels import level_labels
 from bench.analysing.thresholds import USL_MIN_LEVELS
 
-_Z95 = 1.959963984540054
+LOSSES = ("relative", "absolute")
+DEFAULT_LOSS = "relative"
+# An N* this far beyond the highest level measured is a number the data cannot speak to.
+_SHOWN_PEAK_RANGE = 100
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,9 @@ class UslFit:
     kappa_ci: tuple[float, float]
     lambda_ci: tuple[float, float]
     warning: str
+    loss: str = DEFAULT_LOSS
+    top_level: float = math.nan  # the highest concurrency measured
+    points: int = 0  # (level, throughput) pairs fitted: every ok repeat
 
     @property
     def peak_n(self) -> float:
@@ -47,6 +63,20 @@ class UslFit:
             return self.lambda_ / self.sigma if self.sigma > 0 else math.inf
         return float(self.predict(self.peak_n))
 
+    @property
+    def peaks_in_range(self) -> bool:
+        """Whether the data show a peak: kappa's interval excludes 0 and a measured level lies
+        past N*, where throughput was seen to fall."""
+        return self.kappa_ci[0] > 0 and self.peak_n < self.top_level
+
+    def shown_peak_n(self) -> str:
+        """N* as a reader may be told it: a number only within 100x of the measured range."""
+        if self.peaks_in_range:
+            return f"{self.peak_n:.0f}"
+        if self.peak_n <= _SHOWN_PEAK_RANGE * self.top_level:
+            return f"none measured (fitted ~{self.peak_n:.0f})"
+        return "none measured"
+
     def predict(self, n: float | np.ndarray) -> float | np.ndarray:
         """Throughput at concurrency `n`."""
         return usl(np.asarray(n, dtype=float), self.lambda_, self.sigma, self.kappa)
@@ -57,8 +87,13 @@ def usl(n: np.ndarray, lambda_: float, sigma: float, kappa: float) -> np.ndarray
     return np.asarray(lambda_ * n / (1 + sigma * (n - 1) + kappa * n * (n - 1)), dtype=float)
 
 
-def fit_usl(levels: Sequence[float], throughputs: Sequence[float]) -> UslFit:
-    """Fit the USL by least squares, started from its linearised form; never raises on bad data."""
+def fit_usl(
+    levels: Sequence[float], throughputs: Sequence[float], loss: str = DEFAULT_LOSS
+) -> UslFit:
+    """Fit the USL to (level, throughput) pairs, several per level allowed, by least squares
+    of `loss`, started from its linearised form; never raises on bad data."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose from: {', '.join(LOSSES)}")
     n = np.asarray(levels, dtype=float)
     x = np.asarray(throughputs, dtype=float)
     keep = np.isfinite(x) & (x > 0) & (n >= 1)
@@ -74,6 +109,9 @@ def fit_usl(levels: Sequence[float], throughputs: Sequence[float]) -> UslFit:
             nan,
             f"only {len(set(n.tolist()))} levels measured; "
             f"measure at least {USL_MIN_LEVELS} concurrency levels to fit the USL",
+            loss,
+            float(n.max()) if len(n) else math.nan,
+            len(n),
         )
     # N / X = (1 + sigma (N - 1) + kappa N (N - 1)) / lambda is linear in 1/lambda,
     # sigma/lambda and kappa/lambda: a start that nonlinear least squares refines.
@@ -86,41 +124,56 @@ def fit_usl(levels: Sequence[float], throughputs: Sequence[float]) -> UslFit:
     ]
     try:
         with warnings.catch_warnings():
-            # With as many levels as parameters there is no covariance: the intervals say so.
+            # With as many points as parameters there is no covariance: the intervals say so.
             warnings.simplefilter("ignore", optimize.OptimizeWarning)
-            # Relative errors: a level with 10x the throughput should not weigh 100x in the fit.
             params, covariance = optimize.curve_fit(
                 usl,
                 n,
                 x,
                 p0=start,
-                sigma=x,
+                sigma=x if loss == "relative" else None,
                 bounds=([0.0, 0.0, 0.0], [np.inf, 1.0, np.inf]),
                 maxfev=20_000,
             )
     except (RuntimeError, ValueError) as exc:
         nan = (math.nan, math.nan)
-        return UslFit(math.nan, math.nan, math.nan, nan, nan, nan, f"the fit failed: {exc}")
+        return UslFit(
+            math.nan,
+            math.nan,
+            math.nan,
+            nan,
+            nan,
+            nan,
+            f"the fit failed: {exc}",
+            loss,
+            n.max(),
+            len(n),
+        )
     lambda_, sigma, kappa = (float(p) for p in params)
+    residual_df = len(n) - 3
     errors = (
         np.sqrt(np.clip(np.diag(covariance), 0, None))
-        if np.all(np.isfinite(covariance))
+        if np.all(np.isfinite(covariance)) and residual_df > 0
         else np.full(3, np.inf)
     )
+    t95 = float(scipy_stats.t.ppf(0.975, residual_df)) if residual_df > 0 else math.inf
     fit = UslFit(
         sigma,
         kappa,
         lambda_,
-        _interval(sigma, errors[1], upper=1.0),
-        _interval(kappa, errors[2]),
-        _interval(lambda_, errors[0]),
+        _interval(sigma, t95 * errors[1], upper=1.0),
+        _interval(kappa, t95 * errors[2]),
+        _interval(lambda_, t95 * errors[0]),
         "",
+        loss,
+        float(n.max()),
+        len(n),
     )
     return dataclasses.replace(fit, warning=_warning(fit, n))
 
 
-def _interval(value: float, error: float, upper: float = math.inf) -> tuple[float, float]:
-    return max(value - _Z95 * float(error), 0.0), min(value + _Z95 * float(error), upper)
+def _interval(value: float, half: float, upper: float = math.inf) -> tuple[float, float]:
+    return max(value - float(half), 0.0), min(value + float(half), upper)
 
 
 def _warning(fit: UslFit, n: np.ndarray) -> str:
@@ -131,22 +184,30 @@ def _warning(fit: UslFit, n: np.ndarray) -> str:
         problems.append(
             f"only {levels} levels measured: measure at least {USL_MIN_LEVELS} concurrency levels"
         )
+    if len(n) <= 3:
+        problems.append(
+            f"only {len(n)} points for 3 parameters: no interval; add --repeat or levels"
+        )
     if fit.peak_n > n.max():
         problems.append(
-            f"no level past the peak (N* {_n(fit.peak_n)} > {n.max():.0f}): "
+            f"no peak within the measured range (up to N={n.max():.0f}): "
             "add higher --concurrency levels to pin kappa down"
+        )
+    elif not fit.peaks_in_range:
+        problems.append(
+            "the fitted peak is not significant (kappa's interval includes 0): "
+            "add --repeat or levels past it"
         )
     return "; ".join(problems)
 
 
-def _n(value: float) -> str:
-    return "is unbounded" if math.isinf(value) else f"~{value:.0f}"
-
-
-def fit_models(levels: pd.DataFrame) -> dict[str, UslFit]:
-    """A fit per model over its ok levels (`levels` as from `bench.analysing.levels.per_level`)."""
-    ok = levels[levels["status"] == "ok"]
+def fit_models(points: pd.DataFrame, loss: str = DEFAULT_LOSS) -> dict[str, UslFit]:
+    """A fit per model (and interpreter, labelled as `level_labels` does) over every ok repeat
+    of its closed-load levels (`points` as in points.csv)."""
+    closed = points[(points["status"] == "ok") & points["rate"].isna()]
     return {
-        str(model): fit_usl(list(rows["concurrency"].astype(float)), list(rows["throughput"]))
-        for model, rows in ok.groupby("model", sort=False)
+        str(label): fit_usl(
+            list(rows["concurrency"].astype(float)), list(rows["throughput"].astype(float)), loss
+        )
+        for label, rows in closed.groupby(level_labels(closed), sort=False)
     }

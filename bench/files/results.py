@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.analysing.compare import PointKey
 from bench.analysing.levels import per_level
 from bench.analysing.stats import Histogram
+from bench.analysing.usl import UslFit, fit_models
 from bench.errors import ResultsError, UnknownNameError
 from bench.files.meta import RunMeta
 from bench.files.run_dir import (
@@ -39,6 +41,32 @@ class Results:
         """One row per model and level across repeats (`bench.analysing.levels.per_level`),
         computed on first use and shared by the report, its findings and its figures."""
         return per_level(self.points)
+
+    @functools.cached_property
+    def fits(self) -> dict[str, UslFit]:
+        """Each model's Universal Scalability Law fit over its ok repeats (`fit_models`),
+        computed on first use."""
+        return fit_models(self.points)
+
+    def histograms(self) -> dict[PointKey, Histogram]:
+        """Every point's latency histogram, by (model, interpreter, concurrency, rate, repeat);
+        a run older than schema 3 did not record the interpreter: the run's own."""
+        interpreters = set(self.points["interpreter"])
+        own = interpreters.pop() if len(interpreters) == 1 else ""
+        found = {}
+        with (self.run_dir / "histograms.jsonl").open() as f:
+            for line in f:
+                entry = json.loads(line)
+                rate = entry["rate"]
+                key = (
+                    str(entry["model"]),
+                    str(entry.get("interpreter") or own),
+                    int(entry["concurrency"]),
+                    None if rate is None else float(rate),
+                    int(entry["repeat"]),
+                )
+                found[key] = Histogram.from_dict(entry["latency_ms"])
+        return found
 
     def histogram(self, model: str, concurrency: int) -> Histogram | None:
         """The latency histogram of one model and level, merged over repeats (None if absent)."""

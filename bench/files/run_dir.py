@@ -155,7 +155,8 @@ class PointsWriter:
             csv.writer(f).writerow([_cell(point.row.get(c)) for c in POINT_COLUMNS])
             f.flush()
             os.fsync(f.fileno())
-        key = {k: point.row[k] for k in ("model", "load", "concurrency", "rate", "repeat")}
+        names = ("model", "interpreter", "load", "concurrency", "rate", "repeat")
+        key = {k: point.row.get(k) for k in names}
         with self.histograms_path.open("a") as f:
             f.write(json.dumps({**key, "latency_ms": point.histogram.to_dict()}) + "\n")
             f.flush()

@@ -203,9 +203,10 @@ def resources(data: Results | pd.DataFrame) -> Figure:
 
 
 def scalability(data: Results | pd.DataFrame) -> Figure:
-    """Measured throughput (medians) with each model's Universal Scalability Law fit."""
+    """Measured throughput (medians) with each model's Universal Scalability Law fit (over
+    every ok repeat); N* only where the data show a peak."""
     points = _points(data)
-    fits = fit_models(points)
+    fits = data.fits if isinstance(data, Results) else fit_models(data)
     fig, ax = _subplots(figsize=(7.5, 4.5))
     levels = _levels(points)
     grid = np.geomspace(1, max(levels), 200)
@@ -216,7 +217,7 @@ def scalability(data: Results | pd.DataFrame) -> Figure:
         if math.isnan(fit.sigma):
             ax.plot([], [], "o", color=colour, label=f"{model}: no fit")
             continue
-        peak = "none" if math.isinf(fit.peak_n) else f"{fit.peak_n:.0f}"
+        peak = f"{fit.peak_n:.0f}" if fit.peaks_in_range else "none measured"
         ax.plot(
             grid,
             fit.predict(grid),

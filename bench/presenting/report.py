@@ -15,7 +15,6 @@ from matplotlib.figure import Figure
 
 from bench.analysing.findings import findings, open_findings
 from bench.analysing.levels import engine_floors, twin_ratios
-from bench.analysing.usl import fit_models
 from bench.files.meta import MicroCost, RunMeta
 from bench.files.results import Results, load_results
 from bench.files.run_dir import write_atomically
@@ -107,7 +106,7 @@ def render(results: Results) -> str:
         sentences = open_findings(results.levels, slo_ms)
         figures = _open_figures(results, slo_ms)
     else:
-        sentences = findings(results.levels, meta.cores, meta.costs())
+        sentences = findings(results.levels, meta.cores, meta.costs(), results.fits)
         figures = _figures(results)
     body = [
         f"<h1>{_e(title)}</h1>",
@@ -131,7 +130,11 @@ def render(results: Results) -> str:
         "<section id='usl'><h2>Scalability fits (Universal Scalability Law)</h2>",
         "<p>X(N) = &lambda;N / (1 + &sigma;(N&minus;1) + &kappa;N(N&minus;1)): &sigma; is the "
         "share of each job that serialises (a lock, the GIL, one event loop), &kappa; the cost "
-        "of keeping N jobs in step, which makes throughput fall past N*. Intervals are 95%.</p>",
+        "of keeping N jobs in step, which makes throughput fall past N*. Fitted to every ok "
+        "repeat by least squares of the loss shown (relative: the repeats' noise grows with "
+        "throughput; R's usl package and usl4j use absolute); 95% Wald intervals with "
+        "Student's t at the residual degrees of freedom. N* is given only where the data show "
+        "a peak: a level measured past it and kappa's interval above 0.</p>",
         _usl_table(results),
         "</section>",
         "<section id='micro'><h2>Runtime costs (micro-benchmarks)</h2>",
@@ -275,15 +278,17 @@ def _micro_table(micro: tuple[MicroCost, ...] | None) -> str:
 def _usl_table(results: Results) -> str:
     rows = [
         "<table><tr><th>model</th><th>&sigma;</th><th>&kappa;</th><th>&lambda; jobs/s</th>"
-        "<th>N*</th><th>peak jobs/s</th><th>warning</th></tr>"
+        "<th>N*</th><th>peak jobs/s</th><th>points</th><th>loss</th><th>warning</th></tr>"
     ]
-    for model, fit in fit_models(results.levels).items():
+    for model, fit in results.fits.items():
         cells = [
             f"{fit.sigma:.3g} [{fit.sigma_ci[0]:.3g}, {fit.sigma_ci[1]:.3g}]",
             f"{fit.kappa:.3g} [{fit.kappa_ci[0]:.3g}, {fit.kappa_ci[1]:.3g}]",
             f"{fit.lambda_:.3g} [{fit.lambda_ci[0]:.3g}, {fit.lambda_ci[1]:.3g}]",
-            _format(fit.peak_n),
-            _format(fit.peak_throughput),
+            fit.shown_peak_n(),
+            _format(fit.peak_throughput) if fit.peaks_in_range else "",
+            str(fit.points),
+            fit.loss,
         ]
         rows.append(
             f"<tr><td class=text>{_e(model)}</td>"
