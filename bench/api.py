@@ -60,6 +60,8 @@ ARRIVALS = ("constant", "poisson")
 DEFAULT_OPEN_CONCURRENCY = (1000,)
 # The default p99 target of `--rate auto`, in critical paths of the job.
 DEFAULT_SLO_PATHS = 10.0
+# A warm-up or window longer than a day is a typo, and past it timers and timeouts overflow.
+_MOST_SECONDS = 86_400.0
 
 
 def run(
@@ -104,7 +106,7 @@ def run(
     address = check_transport(transport, service)
     rates = check_rates(load, rate, arrivals)
     interpreters = tuple(check_runtime(probe(path)) for path in dict.fromkeys(python))
-    scenario_spec = resolve_scenario(scenario)
+    scenario_spec = _check_succeeds(resolve_scenario(scenario))
     slo = _check_slo(slo_ms, scenario_spec)
     default_levels = DEFAULT_OPEN_CONCURRENCY if load == "open" else DEFAULT_CONCURRENCY
     levels = check_concurrency(
@@ -300,7 +302,22 @@ def _check_seconds(flag: str, value: float, *, allow_zero: bool) -> float:
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         wanted = "0 or more" if allow_zero else "more than 0"
         raise UsageError(f"{flag} {value!r} is not a valid duration; give seconds, {wanted}")
+    if value > _MOST_SECONDS:
+        raise UsageError(
+            f"{flag} {value:g} is longer than a point may run; give at most {_MOST_SECONDS:g} s"
+        )
     return value
+
+
+def _check_succeeds(scenario: Scenario) -> Scenario:
+    """A scenario some of whose jobs can succeed: the bound, throughput and efficiency count
+    successful jobs, so with none there is nothing to measure."""
+    if scenario.success_rate() == 0:
+        raise UsageError(
+            f"no job of scenario {scenario.name!r} can succeed: a step's timeout_ms is below "
+            "every wait it draws (or it always fails); raise the timeout or shorten the wait"
+        )
+    return scenario
 
 
 def _check_positive(flag: str, value: int) -> int:

@@ -16,7 +16,7 @@ from bench.analysing.compare import compare_runs
 from bench.analysing.stats import bound_per_s
 from bench.analysing.thresholds import MIN_EFFECT
 from bench.errors import BenchError, UsageError
-from bench.files.results import load_results
+from bench.files.results import Results, load_results
 from bench.files.scenarios import describe_scenario, resolve_scenario
 from bench.measuring import interpreters
 from bench.measuring.environment import usable_cores
@@ -35,7 +35,8 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one `bench: error: ...` line (via BenchError)."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message}; see `python -m bench {self.prog.split()[-1]} --help`")
+        command = " ".join(["python -m bench", *self.prog.split()[1:]])  # prog: "bench run"
+        raise UsageError(f"{message}; see `{command} --help`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--min-effect",
         help="smallest change in %% that counts, on top of the significance test: one number "
-        "for every metric, or per metric as throughput=5,p99=10 (the defaults)",
+        "for every metric, or per metric as throughput=5,p99=5 (the defaults)",
     )
     compare.add_argument(
         "--fail-on-regression",
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the latency service, for other machines")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    # A run's own service stops when this descriptor (a pipe from the run) closes.
+    serve.add_argument("--parent-fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
     interpreter = commands.add_parser(
@@ -188,7 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; bad input is one line on stderr and exit status 2."""
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
+        if extra:  # named here, where the command is known, not by the top-level parser
+            raise UsageError(
+                f"unrecognized arguments: {' '.join(extra)}; "
+                f"see `python -m bench {args.command} --help`"
+            )
         code: int = args.handler(args)
         return code
     except BenchError as exc:
@@ -245,12 +253,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    print(f"report: {build_report(_run_dir(args.run_dir))}")
+    run_dir = _run_dir(args.run_dir)
+    _print_notes(load_results(run_dir))
+    print(f"report: {build_report(run_dir)}")
     return 0
+
+
+def _print_notes(results: Results) -> None:
+    """What loading a run left out (a line cut short by a crash), one warning each."""
+    for note in results.notes:
+        print(f"warning: {note}", file=sys.stderr)
 
 
 def _compare(args: argparse.Namespace) -> int:
     a, b = load_results(_run_dir(args.run_a)), load_results(_run_dir(args.run_b))
+    for run in (a, b):
+        _print_notes(run)
     min_effect = _parse_min_effect(args.min_effect)
     changes = compare_runs(a.points, b.points, min_effect, a.histograms(), b.histograms())
     print(f"A: {a.run_dir}\nB: {b.run_dir}")
@@ -352,7 +370,7 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(host: str, port: int) -> None:
         print(f"latency service listening on {host}:{port} (Ctrl-C to stop)", flush=True)
 
-    run_service(args.host, args.port, ready)
+    run_service(args.host, args.port, ready, args.parent_fd)
     return 0
 
 

@@ -24,11 +24,14 @@ RESPONSE = struct.Struct("!BI")
 ZEROS = bytes(1 << 20)
 
 
+_MOST_DELAY_US = 2**32 - 1
+
+
 def encode_request(wait: Wait, attempt: Attempt) -> bytes:
     """One try of `wait` on the wire."""
-    header = REQUEST.pack(
-        round(attempt.seconds * 1e6), wait.response_bytes, wait.request_bytes, attempt.fails
-    )
+    # A draw past the 32-bit field (71 minutes) waits as long as the field can say.
+    delay_us = min(round(attempt.seconds * 1e6), _MOST_DELAY_US)
+    header = REQUEST.pack(delay_us, wait.response_bytes, wait.request_bytes, attempt.fails)
     return header + ZEROS[: wait.request_bytes]
 
 

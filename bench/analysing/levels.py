@@ -42,8 +42,17 @@ def coefficient_of_variation(values: Sequence[float]) -> float:
 def per_level(points: pd.DataFrame) -> pd.DataFrame:
     """Collapse repeats: medians of the ok repeats, CIs of throughput and p99, and warnings.
 
-    A level with no ok repeat keeps the status and reason of its first repeat.
+    A level with no ok repeat keeps the status and reason of its first repeat. No points give
+    a table with the same columns and no rows.
     """
+    columns = [
+        *("model", "interpreter", "load", "concurrency", "rate", "status", "reason", "repeats"),
+        "bound",
+        *_medians(points),
+        *(f"{column}_ci_{end}" for column in _SUMMARISED for end in ("low", "high")),
+        "throughput_cv",
+        "warning",
+    ]
     rows = []
     keys = [level_labels(points), "interpreter", "concurrency", "rate"]
     for (label, interpreter, level, rate), group in points.groupby(keys, sort=False, dropna=False):
@@ -79,7 +88,7 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
             )
         row["warning"] = "; ".join(warnings)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def level_labels(points: pd.DataFrame) -> pd.Series[str]:

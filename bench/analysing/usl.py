@@ -99,19 +99,11 @@ def fit_usl(
     keep = np.isfinite(x) & (x > 0) & (n >= 1)
     n, x = n[keep], x[keep]
     if len(set(n.tolist())) < 3:
-        nan = (math.nan, math.nan)
-        return UslFit(
-            math.nan,
-            math.nan,
-            math.nan,
-            nan,
-            nan,
-            nan,
+        return _unfitted(
             f"only {len(set(n.tolist()))} levels measured; "
             f"measure at least {USL_MIN_LEVELS} concurrency levels to fit the USL",
             loss,
-            float(n.max()) if len(n) else math.nan,
-            len(n),
+            n,
         )
     # N / X = (1 + sigma (N - 1) + kappa N (N - 1)) / lambda is linear in 1/lambda,
     # sigma/lambda and kappa/lambda: a start that nonlinear least squares refines.
@@ -136,19 +128,7 @@ def fit_usl(
                 maxfev=20_000,
             )
     except (RuntimeError, ValueError) as exc:
-        nan = (math.nan, math.nan)
-        return UslFit(
-            math.nan,
-            math.nan,
-            math.nan,
-            nan,
-            nan,
-            nan,
-            f"the fit failed: {exc}",
-            loss,
-            n.max(),
-            len(n),
-        )
+        return _unfitted(f"the fit failed: {exc}", loss, n)
     lambda_, sigma, kappa = (float(p) for p in params)
     residual_df = len(n) - 3
     errors = (
@@ -170,6 +150,13 @@ def fit_usl(
         len(n),
     )
     return dataclasses.replace(fit, warning=_warning(fit, n))
+
+
+def _unfitted(warning: str, loss: str, n: np.ndarray) -> UslFit:
+    """A fit that could not be made, saying why."""
+    nan = (math.nan, math.nan)
+    top = float(n.max()) if len(n) else math.nan
+    return UslFit(math.nan, math.nan, math.nan, nan, nan, nan, warning, loss, top, len(n))
 
 
 def _interval(value: float, half: float, upper: float = math.inf) -> tuple[float, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class Results:
     run_dir: Path
     points: pd.DataFrame
     meta: RunMeta
+    notes: tuple[str, ...] = ()  # what was wrong with the files and left out
 
     @functools.cached_property
     def levels(self) -> pd.DataFrame:
@@ -54,29 +56,27 @@ class Results:
         interpreters = set(self.points["interpreter"])
         own = interpreters.pop() if len(interpreters) == 1 else ""
         found = {}
-        with (self.run_dir / "histograms.jsonl").open() as f:
-            for line in f:
-                entry = json.loads(line)
-                rate = entry["rate"]
-                key = (
-                    str(entry["model"]),
-                    str(entry.get("interpreter") or own),
-                    int(entry["concurrency"]),
-                    None if rate is None else float(rate),
-                    int(entry["repeat"]),
-                )
-                found[key] = Histogram.from_dict(entry["latency_ms"])
+        for line in _complete_lines(self.run_dir / "histograms.jsonl")[0]:
+            entry = json.loads(line)
+            rate = entry["rate"]
+            key = (
+                str(entry["model"]),
+                str(entry.get("interpreter") or own),
+                int(entry["concurrency"]),
+                None if rate is None else float(rate),
+                int(entry["repeat"]),
+            )
+            found[key] = Histogram.from_dict(entry["latency_ms"])
         return found
 
     def histogram(self, model: str, concurrency: int) -> Histogram | None:
         """The latency histogram of one model and level, merged over repeats (None if absent)."""
         merged = None
-        with (self.run_dir / "histograms.jsonl").open() as f:
-            for line in f:
-                entry = json.loads(line)
-                if entry["model"] == model and entry["concurrency"] == concurrency:
-                    merged = merged or Histogram()
-                    merged.merge(Histogram.from_dict(entry["latency_ms"]))
+        for line in _complete_lines(self.run_dir / "histograms.jsonl")[0]:
+            entry = json.loads(line)
+            if entry["model"] == model and entry["concurrency"] == concurrency:
+                merged = merged or Histogram()
+                merged.merge(Histogram.from_dict(entry["latency_ms"]))
         return merged
 
     def latency(
@@ -118,10 +118,18 @@ def latest_run(out: Path) -> Path:
 
 def load_results(run_dir: Path) -> Results:
     """Read a run directory; a missing or malformed file is a `ResultsError`."""
+    notes = []
     try:
         meta = RunMeta.from_dict(json.loads((run_dir / "meta.json").read_text()))
+        for name in ("points.csv", "histograms.jsonl"):
+            if (run_dir / name).is_file() and _complete_lines(run_dir / name)[1]:
+                notes.append(
+                    f"the last line of {run_dir / name} was cut short (the run was stopped while "
+                    "writing it) and is left out"
+                )
+        rows = _complete_lines(run_dir / "points.csv")[0]
         points = pd.read_csv(
-            run_dir / "points.csv",
+            io.StringIO("".join(rows)),
             dtype={
                 c: str if c in TEXT_COLUMNS else "Int64" if c in COUNT_COLUMNS else float
                 for c in POINT_COLUMNS
@@ -144,4 +152,12 @@ def load_results(run_dir: Path) -> Results:
                     pd.NA, index=points.index, dtype=("Int64" if column in COUNT_COLUMNS else float)
                 )
             )
-    return Results(run_dir, points[list(POINT_COLUMNS)], meta)
+    return Results(run_dir, points[list(POINT_COLUMNS)], meta, tuple(notes))
+
+
+def _complete_lines(path: Path) -> tuple[list[str], bool]:
+    """The lines of a file that a writer finished (each point's line ends with a newline, so
+    a line without one was being written when the run stopped), and whether one was cut."""
+    lines = path.read_text().splitlines(keepends=True)
+    torn = bool(lines) and not lines[-1].endswith("\n")
+    return (lines[:-1] if torn else lines), torn

@@ -14,11 +14,13 @@ Schema history (`schema_version` in meta.json):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +125,9 @@ def check_out_dir(out: Path) -> None:
 def new_run_dir(out: Path, scenario: str, now: dt.datetime) -> Path:
     """Create `out/<run-id>/`, where the run id is the start time and the scenario."""
     check_out_dir(out)
-    run_id = f"{now:%Y%m%d-%H%M%S}-{scenario}"
+    # A scenario's name is the user's text: only letters, digits, dots and dashes reach the path.
+    safe = re.sub(r"[^A-Za-z0-9.-]+", "-", scenario).strip(".-") or "scenario"
+    run_id = f"{now:%Y%m%d-%H%M%S}-{safe}"
     run_dir = out / run_id
     for suffix in range(1, 1000):  # two runs started in the same second
         try:
@@ -171,11 +175,27 @@ def _cell(value: Any) -> Any:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write `path` through a temporary file, so a reader sees the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are for sharing
-    os.replace(tmp, path)
+    """Write `path` through a temporary file, so a reader sees the old file or the new one;
+    a write that fails (a full disk) leaves no temporary file and is an `OutputError`."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are for sharing
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _unwritable(path, exc) from None
+
+
+def _unwritable(path: Path, exc: OSError) -> OutputError:
+    return OutputError(
+        f"cannot write {path.name} in {str(path.parent)!r} ({exc.strerror or exc}); "
+        "free some space there or pass --out with another directory"
+    )

@@ -23,6 +23,18 @@ _DIST_PARAMS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The largest values a scenario may hold, so that a point can run what it accepts: an hour for
+# any time (the wire carries a wait in 32-bit microseconds, 71 minutes), 1 MiB a message (the
+# wire's buffer of zeros), and
+# sizes of a scenario a person writes (a Zipf table of 10^9 products, or 10^4 steps in a stage,
+# would take the suite minutes to describe).
+_MOST_MS = 3_600_000.0
+_MOST_BYTES = 2**20
+_MOST_RETRIES = 100
+_MOST_PRODUCTS = 100_000
+_MOST_SKEW = 10.0
+_MOST_STEPS = 100  # per stage, and stages per scenario
+
 # Optional keys of I/O steps, and of every step.
 _IO_OPTIONS = ("fail_rate", "retries", "backoff_ms", "timeout_ms")
 _SHARED_OPTIONS = ("lock", "background")
@@ -74,7 +86,12 @@ class _Reader:
         return value
 
     def number(
-        self, data: dict[str, Any], key: str, field: str, default: float | None = None
+        self,
+        data: dict[str, Any],
+        key: str,
+        field: str,
+        default: float | None = None,
+        most: float = _MOST_MS,
     ) -> float:
         value = data.get(key, default)
         if (
@@ -85,6 +102,8 @@ class _Reader:
             self.fail(field, f"must be a number, not {value!r}")
         if value < 0:
             self.fail(field, f"{value} is negative; durations and sizes are 0 or more")
+        if value > most:
+            self.fail(field, f"{value:g} is above the most the suite runs, {most:g}")
         return float(value)
 
     def scenario(self, data: dict[str, Any]) -> Scenario:
@@ -92,6 +111,8 @@ class _Reader:
         stages = data["stages"]
         if not isinstance(stages, list) or not stages:
             self.fail("stages", "must be a non-empty array of tables ([[stages]])")
+        if len(stages) > _MOST_STEPS:
+            self.fail("stages", f"{len(stages)} stages; the suite runs at most {_MOST_STEPS}")
         return Scenario(
             self.text(data, "name", "name"),
             str(data.get("description", "")),
@@ -103,6 +124,8 @@ class _Reader:
         steps = data["steps"]
         if not isinstance(steps, list) or not steps:
             self.fail(f"{field}.steps", "must be a non-empty array of tables ([[stages.steps]])")
+        if len(steps) > _MOST_STEPS:
+            self.fail(f"{field}.steps", f"{len(steps)} steps; a stage holds at most {_MOST_STEPS}")
         stage = Stage(
             self.text(data, "name", f"{field}.name"),
             tuple(self.step(step, f"{field}.steps[{i}]") for i, step in enumerate(steps)),
@@ -138,7 +161,7 @@ class _Reader:
                 self.count(data, "request_bytes", field),
                 self.count(data, "response_bytes", field),
                 fail_rate=fail_rate,
-                retries=self.count(data, "retries", field),
+                retries=self.count(data, "retries", field, most=_MOST_RETRIES),
                 backoff_ms=self.number(data, "backoff_ms", f"{field}.backoff_ms", 0.0),
                 timeout_ms=None if timeout is None else float(timeout),
                 lock=self.lock(data, field),
@@ -163,10 +186,11 @@ class _Reader:
             return None
         lock = data["lock"]
         self.table(lock, f"{field}.lock", (), ("products", "skew"))
-        products = self.count(lock, "products", f"{field}.lock", Lock.products)
+        products = self.count(lock, "products", f"{field}.lock", Lock.products, _MOST_PRODUCTS)
         if products < 1:
             self.fail(f"{field}.lock.products", "must be 1 or more")
-        return Lock(products, self.number(lock, "skew", f"{field}.lock.skew", Lock.skew))
+        skew = self.number(lock, "skew", f"{field}.lock.skew", Lock.skew, _MOST_SKEW)
+        return Lock(products, skew)
 
     def flag(self, data: dict[str, Any], key: str, field: str) -> bool:
         value = data.get(key, False)
@@ -174,10 +198,14 @@ class _Reader:
             self.fail(f"{field}.{key}", f"must be true or false, not {value!r}")
         return value
 
-    def count(self, data: dict[str, Any], key: str, field: str, default: int = 0) -> int:
+    def count(
+        self, data: dict[str, Any], key: str, field: str, default: int = 0, most: int = _MOST_BYTES
+    ) -> int:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             self.fail(f"{field}.{key}", f"{value!r} is not a whole number, 0 or more")
+        if value > most:
+            self.fail(f"{field}.{key}", f"{value} is above the most the suite runs, {most}")
         return value
 
     def dist(self, data: Any, field: str) -> Dist:

@@ -13,7 +13,9 @@ import collections
 import math
 import os
 import resource
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -191,9 +193,24 @@ def _unfinished(window: Window, tally: Tally, verifier: Verifier) -> list[str]:
     return problems
 
 
+def end_with_parent(alive_fd: int) -> None:
+    """End this process and everything it started (its process group: workers, a private
+    Redis, a dask cluster) as soon as `alive_fd`, a pipe the sweep holds open, closes: the
+    sweep has died, and nothing of the point may outlive it."""
+
+    def watch() -> None:
+        while os.read(alive_fd, 1):
+            pass
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="end-with-parent").start()
+
+
 def main() -> None:
-    """Read a point spec from stdin, measure it, write the result to the file named by argv."""
-    (result,) = sys.argv[1:]
+    """Read a point spec from stdin, measure it, write the result to the file named by argv
+    (with the pipe to watch for the sweep's death)."""
+    result, alive_fd = sys.argv[1:]
+    end_with_parent(int(alive_fd))
     # Every connection is a file descriptor: allow as many as the system lets this user have.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:

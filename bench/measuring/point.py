@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -163,18 +164,27 @@ def measure_point(spec: PointSpec, timeout_s: float) -> PointResult:
     The result comes back in a file of its own, not on stdout, so that nothing a model or a
     library prints can corrupt it.
     """
+    # The point watches the read end of this pipe: when this process dies, however it dies,
+    # the kernel closes the write end and the point ends its whole process group.
+    alive_read, alive_write = os.pipe()
     with tempfile.TemporaryDirectory(prefix="bench-point-") as folder:
         result = Path(folder) / "result.json"
-        # A session of its own: Ctrl-C reaches the sweep, which then stops the whole tree itself.
-        with subprocess.Popen(
-            python_command(spec.python, "-m", "bench.measuring.child", str(result)),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_environment(),
-            start_new_session=True,
-        ) as child:
+        command = ["-m", "bench.measuring.child", str(result), str(alive_read)]
+        try:
+            # A session of its own: Ctrl-C reaches the sweep, which then stops the whole tree.
+            child = subprocess.Popen(
+                python_command(spec.python, *command),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=child_environment(),
+                start_new_session=True,
+                pass_fds=(alive_read,),
+            )
+        finally:
+            os.close(alive_read)
+        with child:
             try:
                 _, err = child.communicate(spec.to_json(), timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -183,6 +193,7 @@ def measure_point(spec: PointSpec, timeout_s: float) -> PointResult:
                 ) from None
             finally:
                 _kill_tree(child.pid)
+                os.close(alive_write)
         if child.returncode != 0:
             lines = [line for line in err.strip().splitlines() if line.strip()]
             last = lines[-1] if lines else "no error output"

@@ -64,18 +64,27 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
         return
+    except asyncio.CancelledError:
+        # The service is stopping with a request in flight. A connection's task is a leaf that
+        # nothing awaits; cancelled, asyncio's stream callback would print a traceback for it.
+        return
     finally:
         writer.close()
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
             await writer.wait_closed()
 
 
-async def serve(host: str, port: int, on_ready: Callable[[str, int], None]) -> None:
-    """Listen on (host, port) until cancelled or SIGINT/SIGTERM; report the bound address."""
+async def serve(
+    host: str, port: int, on_ready: Callable[[str, int], None], parent_fd: int | None = None
+) -> None:
+    """Listen on (host, port) until cancelled, SIGINT/SIGTERM, or (given `parent_fd`, a pipe
+    its parent holds open) the parent's death; report the bound address."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):  # before announcing, so none is missed
         loop.add_signal_handler(signum, stop.set)
+    if parent_fd is not None:  # readable only once the parent's end closes: it has died
+        loop.add_reader(parent_fd, stop.set)
     server = await asyncio.start_server(_answer, host, port, backlog=_BACKLOG)
     bound_host, bound_port = server.sockets[0].getsockname()[:2]
     on_ready(bound_host, bound_port)
@@ -92,15 +101,18 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
-def run_service(host: str, port: int, on_ready: Callable[[str, int], None]) -> None:
-    """Run the service in this thread until SIGINT or SIGTERM."""
+def run_service(
+    host: str, port: int, on_ready: Callable[[str, int], None], parent_fd: int | None = None
+) -> None:
+    """Run the service in this thread until SIGINT or SIGTERM (or the death of the parent
+    that holds `parent_fd` open)."""
     # Every client connection is a file descriptor: allow as many as the system lets us.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(serve(host, port, on_ready))
+            runner.run(serve(host, port, on_ready, parent_fd))
     except OSError as exc:
         raise ServiceError(
             f"cannot listen on {host}:{port} "
@@ -160,8 +172,11 @@ class LocalService(Service):
             if self.process.poll() is None:
                 return
             self.process.communicate()  # the dead one's pipes
+        # The service watches its stdin, which only this process writes to: when the run dies,
+        # however it dies, the pipe closes and the service stops.
         self.process = subprocess.Popen(
-            python_command(None, "-m", "bench", "serve", "--port", "0"),
+            python_command(None, "-m", "bench", "serve", "--port", "0", "--parent-fd", "0"),
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from bench.analysing.findings import findings, open_findings
 from bench.analysing.levels import engine_floors, twin_ratios
 from bench.files.meta import MicroCost, RunMeta
-from bench.files.results import Results, load_results
+from bench.files.results import Results, load_results, write_summary
 from bench.files.run_dir import write_atomically
 from bench.files.scenarios import describe_step
 from bench.presenting import plots
@@ -83,8 +83,11 @@ pre { padding: .7em; overflow-x: auto; font-size: 12px; }
 
 
 def build_report(run_dir: Path) -> Path:
-    """Write `run_dir/report.html` from the run's files and return its path."""
-    return write_report(load_results(run_dir))
+    """Write `run_dir/report.html` and summary.csv from the run's files (an interrupted run's
+    too) and return the report's path."""
+    results = load_results(run_dir)
+    write_summary(results)
+    return write_report(results)
 
 
 def write_report(results: Results) -> Path:
@@ -101,13 +104,15 @@ def render(results: Results) -> str:
     subtitle = (
         f"{meta.created} · {meta.machine.cpu}, {meta.cores} cores · Python {meta.python.version}"
     )
-    slo_ms = meta.config.slo_ms
-    if meta.config.load == "open" and slo_ms is not None:
+    slo_ms = meta.config.slo_ms if meta.config.load == "open" else None
+    if slo_ms is not None:
         sentences = open_findings(results.levels, slo_ms)
-        figures = _open_figures(results, slo_ms)
     else:
         sentences = findings(results.levels, meta.cores, meta.costs(), results.fits)
-        figures = _figures(results)
+    if not (results.levels["status"] == "ok").any():  # nothing to draw on a log scale
+        figures = ["<p>No figure: no point was measured ok; the tables give each reason.</p>"]
+    else:
+        figures = _figures(results) if slo_ms is None else _open_figures(results, slo_ms)
     body = [
         f"<h1>{_e(title)}</h1>",
         f"<p class='sub'>{_e(subtitle)}</p>",
