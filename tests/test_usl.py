@@ -56,7 +56,9 @@ def test_the_published_specsdm91_fit_is_reproduced_under_its_loss() -> None:
     assert fit.kappa == pytest.approx(0.0001044, rel=5e-4)
     assert fit.lambda_ == pytest.approx(89.9952, rel=5e-4)
     assert fit.peak_n == pytest.approx(96.52, rel=5e-4)
-    assert fit.peaks_in_range and fit.shown_peak_n() == "97"
+    # One value per level: the fall past N* (1853 to 1702) is within t(4) x the residual
+    # scatter, so, unlike R usl, which reports N* untested, the suite does not claim it.
+    assert fit.shown_peak_n() == "none measured (fitted ~97)"
     assert fit_usl(load, throughput).loss == "relative"  # the default, which differs from R's
 
 
@@ -86,6 +88,15 @@ def test_a_peak_is_claimed_only_where_the_data_show_one() -> None:
     assert fit.shown_peak_n() == "none measured (fitted ~31)"
     past = fit_usl(LEVELS, list(usl(np.asarray(LEVELS, dtype=float), 100.0, 0.05, 0.001)))
     assert past.warning == "" and past.peaks_in_range and past.shown_peak_n() == "31"
+
+
+def test_a_fall_measured_past_the_peak_with_repeats_is_claimed() -> None:
+    rng = np.random.default_rng(5)
+    n = np.repeat(np.asarray([1, 8, 32, 128, 256], dtype=float), 3)
+    x = usl(n, 100.0, 0.05, 0.001) * rng.normal(1.0, 0.03, len(n))  # N* ~31
+    fit = fit_usl(list(n), list(x))
+    assert fit.measured_fall and fit.peaks_in_range
+    assert fit.shown_peak_n() == f"{fit.peak_n:.0f}"
 
 
 def test_a_peak_far_beyond_the_range_is_never_printed() -> None:

@@ -50,6 +50,7 @@ class UslFit:
     loss: str = DEFAULT_LOSS
     top_level: float = math.nan  # the highest concurrency measured
     points: int = 0  # (level, throughput) pairs fitted: every ok repeat
+    measured_fall: bool = False  # the top level's throughput is significantly below the best
 
     @property
     def peak_n(self) -> float:
@@ -65,9 +66,9 @@ class UslFit:
 
     @property
     def peaks_in_range(self) -> bool:
-        """Whether the data show a peak: kappa's interval excludes 0 and a measured level lies
-        past N*, where throughput was seen to fall."""
-        return self.kappa_ci[0] > 0 and self.peak_n < self.top_level
+        """Whether the data show a peak: kappa's interval excludes 0, a measured level lies past
+        N*, and the highest level's throughput is measured significantly below the best."""
+        return self.kappa_ci[0] > 0 and self.peak_n < self.top_level and self.measured_fall
 
     def shown_peak_n(self) -> str:
         """N* as a reader may be told it: a number only within 100x of the measured range."""
@@ -148,8 +149,28 @@ def fit_usl(
         loss,
         float(n.max()),
         len(n),
+        _falls(n, x, x - usl(n, lambda_, sigma, kappa), loss, t95),
     )
     return dataclasses.replace(fit, warning=_warning(fit, n))
+
+
+def _falls(n: np.ndarray, x: np.ndarray, residuals: np.ndarray, loss: str, t95: float) -> bool:
+    """Whether the highest level's mean throughput lies below the best level's by more than
+    their noise (the fit's residual scatter, which is the repeats' and the levels' alike)."""
+    levels = sorted(set(n.tolist()))
+    means = {level: float(x[n == level].mean()) for level in levels}
+    best = max(levels, key=means.__getitem__)
+    top = levels[-1]
+    if best == top or not math.isfinite(t95):
+        return False
+    scale = residuals / x if loss == "relative" else residuals
+    spread = math.sqrt(float((scale**2).sum()) / (len(n) - 3))  # per point, in the loss's unit
+
+    def error(level: float) -> float:
+        unit = means[level] if loss == "relative" else 1.0
+        return spread * unit / math.sqrt(int((n == level).sum()))
+
+    return means[best] - means[top] > t95 * math.hypot(error(best), error(top))
 
 
 def _unfitted(warning: str, loss: str, n: np.ndarray) -> UslFit:
@@ -182,8 +203,8 @@ def _warning(fit: UslFit, n: np.ndarray) -> str:
         )
     elif not fit.peaks_in_range:
         problems.append(
-            "the fitted peak is not significant (kappa's interval includes 0): "
-            "add --repeat or levels past it"
+            "the fitted peak is not significant (kappa's interval includes 0, or no level "
+            "past it was measured significantly lower): add --repeat or levels past it"
         )
     return "; ".join(problems)
 
