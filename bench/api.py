@@ -33,7 +33,7 @@ from bench.measuring.environment import (
 from bench.measuring.interpreters import check_runtime, own, probe
 from bench.measuring.micro import run_micro
 from bench.measuring.service import LocalService, Service, check_reachable
-from bench.measuring.sweep import Progress, SweepConfig, run_sweep
+from bench.measuring.sweep import MOST_ARRIVALS, Progress, SweepConfig, run_sweep
 from bench.presenting.report import write_report
 from bench.version import __version__
 from models import MODELS
@@ -147,6 +147,7 @@ def run(
         interpreters=interpreters,
         engine=engine,
     )
+    _check_arrivals(config)
     progress = progress or Progress()
     now = dt.datetime.now().astimezone()
     check_out_dir(Path(out))
@@ -271,6 +272,17 @@ def check_rates(load: str, rate: Sequence[float] | str | None, arrivals: str) ->
         if not (math.isfinite(value) and value > 0):
             raise UsageError(f"rate {value!r} is not positive; give jobs per second above 0")
     return tuple(dict.fromkeys(float(value) for value in rate))
+
+
+def _check_arrivals(config: SweepConfig) -> None:
+    """Open load: every rate's schedule fits in a point's memory."""
+    window_s = config.warmup_s + config.duration_s
+    for rate in config.rates:
+        if rate * window_s > MOST_ARRIVALS:
+            raise UsageError(
+                f"--rate {rate:g} over a {window_s:g} s point is {rate * window_s:.3g} arrivals; "
+                f"a point holds at most {MOST_ARRIVALS:.0e}: lower the rate or the window"
+            )
 
 
 def _check_slo(slo_ms: float | None, scenario: Scenario) -> float:

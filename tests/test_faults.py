@@ -77,6 +77,14 @@ def test_a_duration_past_a_day_is_one_line(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_rate_whose_schedule_would_not_fit_in_memory_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--load", "open", "--rate", "1e9", "--out", str(tmp_path)]) == 2
+    assert "is 3e+09 arrivals; a point holds at most 1e+07" in one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_hint_after_a_bad_flag_names_a_real_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--bogus"]) == 2
     assert "see `python -m bench --help`" in one_line_error(capsys)

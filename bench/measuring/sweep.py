@@ -29,6 +29,9 @@ from models.workload import Calibration, Scenario
 _TIMEOUT_GRACE_S = 60.0
 # `--rate auto`: the search gives up doubling here, and refines the knee in this many steps.
 _MAX_RATE = 1e6
+# An open point holds the schedule of its arrivals in memory (8 bytes each, and a record per
+# job that ran): past this many a point would take gigabytes, so no rate may ask for more.
+MOST_ARRIVALS = 10_000_000
 _MIN_RATE = 0.1
 _BISECTIONS = 3
 # File descriptors a process needs besides its connections: the interpreter's own, pipes, logs.
@@ -241,7 +244,8 @@ def _bracket_knee(
     good, bad = 1000.0 / config.scenario.critical_path_ms(), 0.0  # one user's pace
     if meets(good):
         bad = good * 2
-        while meets(bad) and bad < _MAX_RATE:
+        highest = min(_MAX_RATE, MOST_ARRIVALS / (config.warmup_s + config.duration_s))
+        while meets(bad) and bad < highest:
             good, bad = bad, bad * 2
     else:
         good, bad = good / 2, good
