@@ -14,7 +14,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.buffered import BufferedByteStream
 
 from models.load import Record, Tally, Window, whole
-from models.wire import RESPONSE, encode_request
+from models.wire import RESPONSE, check_answer, encode_request
 from models.workload import (
     OK,
     Action,
@@ -175,6 +175,7 @@ async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
             try:
                 await stream.send(encode_request(wait, attempt))
                 failed, size = RESPONSE.unpack(await stream.receive_exactly(RESPONSE.size))
+                check_answer(wait, failed, size)
                 await stream.receive_exactly(size)
             except BaseException:  # cancelled or broken mid-request: the answer may still come
                 await anyio.aclose_forcefully(stream)

@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from models.load import Part, Record, Tally, Window, whole
-from models.wire import RESPONSE, encode_request
+from models.wire import RESPONSE, check_answer, encode_request
 from models.workload import (
     OK,
     Action,
@@ -167,6 +167,7 @@ async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
             try:
                 writer.write(encode_request(wait, attempt))
                 failed, size = RESPONSE.unpack(await reader.readexactly(RESPONSE.size))
+                check_answer(wait, failed, size)
                 await reader.readexactly(size)
             except BaseException:  # cancelled or broken mid-request: the answer may still come
                 writer.close()

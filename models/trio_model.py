@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import trio
 
 from models.load import Record, Tally, Window, whole
-from models.wire import RESPONSE, encode_request
+from models.wire import RESPONSE, check_answer, encode_request
 from models.workload import (
     OK,
     Action,
@@ -167,6 +167,7 @@ async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
             try:
                 await stream.send_all(encode_request(wait, attempt))
                 failed, size = RESPONSE.unpack(await receive_exactly(stream, RESPONSE.size))
+                check_answer(wait, failed, size)
                 await receive_exactly(stream, size)
             except BaseException:  # cancelled or broken mid-request: the answer may still come
                 await trio.aclose_forcefully(stream)

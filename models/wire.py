@@ -27,6 +27,20 @@ ZEROS = bytes(1 << 20)
 _MOST_DELAY_US = 2**32 - 1
 
 
+class NotTheService(ConnectionError):
+    """Raised when what answers is not the latency service (its header makes no sense)."""
+
+
+def check_answer(wait: Wait, failed: int, size: int) -> None:
+    """Raise NotTheService unless a response header is the service's answer to `wait`: the
+    body is read only after, so a wrong size cannot make a model wait for bytes that never come."""
+    if failed > 1 or size != wait.response_bytes:
+        raise NotTheService(
+            f"the answer is not the latency service's (failed={failed}, {size} bytes where "
+            f"{wait.response_bytes} were asked for); is --service pointing at `bench serve`?"
+        )
+
+
 def encode_request(wait: Wait, attempt: Attempt) -> bytes:
     """One try of `wait` on the wire."""
     # A draw past the 32-bit field (71 minutes) waits as long as the field can say.
@@ -87,6 +101,7 @@ class TcpTransport:
             sock.settimeout(wait.timeout_s)
             sock.sendall(encode_request(wait, attempt))
             failed, size = RESPONSE.unpack(_receive(sock, RESPONSE.size, deadline))
+            check_answer(wait, failed, size)
             size = len(_receive(sock, size, deadline))
         except BaseException:
             sock.close()

@@ -9,14 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from bench import api
 from bench.cli import main
 from bench.files.results import load_results
+from bench.measuring.point import PointSpec
+from bench.measuring.sweep import Progress
 from models.wire import REQUEST
 
 ROOT = Path(__file__).parent.parent
@@ -242,3 +246,58 @@ def test_the_service_stopped_mid_request_ends_quietly() -> None:
         service.communicate()
     assert service.returncode == 0
     assert "Traceback" not in err, err
+
+
+def test_a_fake_service_fails_its_points_with_the_reason(tmp_path: Path) -> None:
+    # Something that listens and answers every request with 5 bytes, as any port might.
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def answer_garbage() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=garble, args=(connection,), daemon=True).start()
+
+    def garble(connection: socket.socket) -> None:
+        with connection:
+            while connection.recv(65536):
+                connection.sendall(b"\x07garb")
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        args = ["--models", "asyncio,threads", "--concurrency", "2", "--service", address]
+        assert main(["run", "--scenario", "io-bound", *args, "--out", str(tmp_path), "--quiet",
+                     "--warmup", "0", "--duration", "0.3", "--repeat", "1"]) == 0  # fmt: skip
+    finally:
+        stop.set()
+        listener.close()
+    points = load_results(next(tmp_path.iterdir())).points
+    assert list(points["status"]) == ["failed", "failed"]
+    assert all("is not the latency service's" in reason for reason in points["reason"])
+
+
+def test_a_stopped_service_fails_its_point_and_is_replaced(tmp_path: Path) -> None:
+    stopped: list[psutil.Process] = []
+
+    def stop_the_service_during_the_second_point(i: int, total: int, spec: PointSpec) -> None:
+        if i == 1:  # the first point started the service
+            (service,) = [p for p in descendants(psutil.Process()) if " serve " in command_line(p)]
+            # SIGSTOP once the point is under way: it accepts connections and never answers.
+            threading.Timer(1.0, service.suspend).start()
+            stopped.append(service)
+
+    results = api.run(
+        "io-bound", ["asyncio"], [2], warmup_s=0.0, duration_s=3.0, repeat=3, out=tmp_path,
+        timeout_s=8.0, progress=Progress(on_start=stop_the_service_during_the_second_point),
+    )  # fmt: skip
+    first, second, third = results.points.to_dict("records")
+    assert first["status"] == "ok"
+    assert second["status"] == "failed"
+    assert "stopped answering during the point: timed out after 8 s" in second["reason"]
+    assert third["status"] == "ok"  # on a new service
+    assert not stopped[0].is_running()

@@ -1,9 +1,10 @@
 """The point process: run one model at one load level, then write what it measured.
 
-The sweep starts `python -P -m bench.measuring.child RESULT` afresh for every point and writes
-the point's spec (`PointSpec`) as JSON on its stdin; the process writes its `PointResult` to
-the file RESULT. It imports only the runtime dependencies (no pandas, no matplotlib), so it can
-run under another interpreter.
+The sweep starts `python -P -m bench.measuring.child RESULT ALIVE_FD` afresh for every point and
+writes the point's spec (`PointSpec`) as JSON on its stdin; the process writes its
+`PointResult` to the file RESULT, and ends with its whole process group if the pipe ALIVE_FD
+closes (the sweep died). It imports only the runtime dependencies (no pandas, no matplotlib),
+so it can run under another interpreter.
 """
 
 from __future__ import annotations

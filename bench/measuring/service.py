@@ -154,6 +154,17 @@ class Service:
         """Why the service stopped during the last point ("" if it did not, or cannot tell)."""
         return ""
 
+    def stalled(self) -> str:
+        """Why the service does not answer now ("" if it does): stopped, hung, or not it."""
+        try:
+            check_reachable(self.address)
+        except ServiceError:
+            return (
+                f"the latency service at {self.address[0]}:{self.address[1]} stopped answering "
+                "during the point"
+            )
+        return ""
+
     def close(self) -> None:
         """Nothing to stop: the service is not the run's."""
 
@@ -167,11 +178,12 @@ class LocalService(Service):
         self.process: subprocess.Popen[str] | None = None
 
     def ensure(self) -> None:
-        """Start the service, or start it again if it has died."""
+        """Start the service, or start it again if it has died or stopped answering."""
         if self.process is not None:
-            if self.process.poll() is None:
+            if self.process.poll() is None and not self.stalled():
                 return
-            self.process.communicate()  # the dead one's pipes
+            self.process.kill()  # hung (or stopped): a new one takes its place
+            self.process.communicate()
         # The service watches its stdin, which only this process writes to: when the run dies,
         # however it dies, the pipe closes and the service stops.
         self.process = subprocess.Popen(

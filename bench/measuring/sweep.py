@@ -263,8 +263,8 @@ def _run_point(config: SweepConfig, spec: PointSpec, cores: int, service: Servic
             spec = spec.with_service(service.address, service.pid)
         measured = measure_point(spec, config.point_timeout_s())
     except (PointFailed, BenchError) as exc:
-        died = service.died() if service is not None else ""
-        return _unmeasured(config, spec, cores, "failed", died or str(exc))
+        died = "" if service is None else service.died() or service.stalled()
+        return _unmeasured(config, spec, cores, "failed", f"{died}: {exc}" if died else str(exc))
     died = service.died() if service is not None else ""
     return _measured(config, spec, cores, measured, died)
 
@@ -320,6 +320,12 @@ def _measured(
     elif latency.total == 0:
         status = "failed"
         reason = "no job finished inside the measured window; lengthen --duration"
+    elif measured.served == 0:  # not a throughput of 0: something stopped every job
+        status = "failed"
+        reason = (
+            f"no job succeeded in the window ({measured.failed} failed, {measured.timeouts} "
+            f"timed out, of {measured.jobs})"
+        )
     row |= {
         "status": status,
         "reason": reason,
