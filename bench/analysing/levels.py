@@ -15,8 +15,10 @@ from bench.analysing.verdicts import meets_target, point_warnings
 from models import ENGINE_MODELS, MODELS
 
 _SUMMARISED = ("throughput", "latency_p99_ms")
-# A point's identity and its bound are the same across repeats; every other number is a median.
-_IDENTITY = ("concurrency", "rate", "repeat", "bound")
+# What names a point rather than measures it (its identity, its bound, its words): every other
+# numeric column is a median.
+_IDENTITY = ("concurrency", "rate", "repeat", "bound", "model", "interpreter", "load", "status",
+             "reason", "warning", "scenario", "transport")  # fmt: skip
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
