@@ -17,8 +17,11 @@ import psutil
 import pytest
 
 from bench import api
+from bench.analysing.stats import Histogram
 from bench.cli import main
+from bench.errors import OutputError
 from bench.files.results import load_results
+from bench.files.run_dir import POINT_COLUMNS, Point, PointsWriter
 from bench.measuring.point import PointSpec
 from bench.measuring.sweep import Progress
 from models.wire import REQUEST
@@ -173,6 +176,15 @@ def command_line(process: psutil.Process) -> str:
         return " ".join(process.cmdline())
     except psutil.Error:  # ended, or a zombie
         return ""
+
+
+def test_a_full_disk_while_a_point_is_written_is_one_line(tmp_path: Path) -> None:
+    writer = PointsWriter(tmp_path)
+    (tmp_path / "points.csv").unlink()
+    (tmp_path / "points.csv").symlink_to("/dev/full")  # every write: ENOSPC
+    point = Point(dict.fromkeys(POINT_COLUMNS, 1.0), Histogram())
+    with pytest.raises(OutputError, match=r"cannot write points.csv in .*No space left on device"):
+        writer.append(point)
 
 
 def descendants(process: psutil.Process) -> list[psutil.Process]:

@@ -154,16 +154,22 @@ class PointsWriter:
         self.histograms_path.touch()
 
     def append(self, point: Point) -> None:
-        """Write one point; each file gets one complete line, flushed to disk."""
-        with self.csv_path.open("a", newline="") as f:
-            csv.writer(f).writerow([_cell(point.row.get(c)) for c in POINT_COLUMNS])
-            f.flush()
-            os.fsync(f.fileno())
+        """Write one point; each file gets one complete line, flushed to disk. A write that
+        fails (a full disk) is an `OutputError`; the lines written before it stay whole."""
         names = ("model", "interpreter", "load", "concurrency", "rate", "repeat")
         key = {k: point.row.get(k) for k in names}
-        with self.histograms_path.open("a") as f:
-            f.write(json.dumps({**key, "latency_ms": point.histogram.to_dict()}) + "\n")
-            f.flush()
+        path = self.csv_path
+        try:
+            with path.open("a", newline="") as f:
+                csv.writer(f).writerow([_cell(point.row.get(c)) for c in POINT_COLUMNS])
+                f.flush()
+                os.fsync(f.fileno())
+            path = self.histograms_path
+            with path.open("a") as f:
+                f.write(json.dumps({**key, "latency_ms": point.histogram.to_dict()}) + "\n")
+                f.flush()
+        except OSError as exc:
+            raise _unwritable(path, exc) from None
 
 
 def _cell(value: Any) -> Any:
