@@ -139,7 +139,8 @@ def render(results: Results) -> str:
         "repeat by least squares of the loss shown (relative: the repeats' noise grows with "
         "throughput; R's usl package and usl4j use absolute); 95% Wald intervals with "
         "Student's t at the residual degrees of freedom. N* is given only where the data show "
-        "a peak: a level measured past it and kappa's interval above 0.</p>",
+        "a peak: kappa's interval above 0, and a level measured past it significantly below "
+        "the best.</p>",
         _usl_table(results),
         "</section>",
         "<section id='micro'><h2>Runtime costs (micro-benchmarks)</h2>",
