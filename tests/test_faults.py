@@ -279,14 +279,16 @@ def test_a_fake_service_fails_its_points_with_the_reason(tmp_path: Path) -> None
             while connection.recv(65536):
                 connection.sendall(b"\x07garb")
 
-    threading.Thread(target=answer_garbage, daemon=True).start()
+    acceptor = threading.Thread(target=answer_garbage, daemon=True)
+    acceptor.start()
     try:
         address = f"127.0.0.1:{listener.getsockname()[1]}"
         args = ["--models", "asyncio,threads", "--concurrency", "2", "--service", address]
         assert main(["run", "--scenario", "io-bound", *args, "--out", str(tmp_path), "--quiet",
                      "--warmup", "0", "--duration", "0.3", "--repeat", "1"]) == 0  # fmt: skip
-    finally:
+    finally:  # the acceptor ends before its socket closes under it
         stop.set()
+        acceptor.join()
         listener.close()
     points = load_results(next(tmp_path.iterdir())).points
     assert list(points["status"]) == ["failed", "failed"]
