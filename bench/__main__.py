@@ -12,7 +12,13 @@ def main() -> int:
     _drop_working_directory()
     from bench.cli import main as cli  # only now: `models` must resolve to the suite's
 
-    return cli()
+    try:
+        return cli()
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to print, least of all a traceback.
+        # Python's own flush at exit would fail again, so stdout now goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _drop_working_directory() -> None:

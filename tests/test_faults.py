@@ -99,6 +99,19 @@ def test_the_hint_after_a_bad_flag_names_a_real_command(capsys: pytest.CaptureFi
     assert "see `python -m bench run --help`" in one_line_error(capsys)
 
 
+@pytest.mark.parametrize("command", ["python -m bench list", "python -m bench --help"])
+def test_output_piped_to_a_reader_that_quits_ends_without_a_traceback(command: str) -> None:
+    done = subprocess.run(
+        f"{sys.executable} {command.removeprefix('python ')} | true",
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 def test_a_scenario_name_with_slashes_makes_a_safe_run_folder(tmp_path: Path) -> None:
     path = scenario_file(tmp_path, 'type = "io"\n  wait = { dist = "constant", mean_ms = 1 }',
                          name="../../shop/checkout")  # fmt: skip
