@@ -15,10 +15,19 @@ from bench.analysing.verdicts import meets_target, point_warnings
 from models import ENGINE_MODELS, MODELS
 
 _SUMMARISED = ("throughput", "latency_p99_ms")
-# What names a point rather than measures it (its identity, its bound, its words): every other
-# numeric column is a median.
-_IDENTITY = ("concurrency", "rate", "repeat", "bound", "model", "interpreter", "load", "status",
-             "reason", "warning", "scenario", "transport")  # fmt: skip
+# The columns a level's row sets itself (its identity, verdict and bound); every other numeric
+# column of the points, but a repeat's number, is a median over the ok repeats.
+_OWN = (
+    "model",
+    "interpreter",
+    "load",
+    "concurrency",
+    "rate",
+    "status",
+    "reason",
+    "repeats",
+    "bound",
+)
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
@@ -48,8 +57,7 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
     a table with the same columns and no rows.
     """
     columns = [
-        *("model", "interpreter", "load", "concurrency", "rate", "status", "reason", "repeats"),
-        "bound",
+        *_OWN,
         *_medians(points),
         *(f"{column}_ci_{end}" for column in _SUMMARISED for end in ("low", "high")),
         "throughput_cv",
@@ -106,7 +114,7 @@ def level_labels(points: pd.DataFrame) -> pd.Series[str]:
 def _medians(points: pd.DataFrame) -> list[str]:
     """The measured columns: every number of a point but its identity and bound."""
     numbers = points.select_dtypes(include="number").columns
-    return [str(c) for c in numbers if c not in _IDENTITY]
+    return [str(c) for c in numbers if c not in (*_OWN, "repeat", "warning")]
 
 
 def twin_ratios(levels: pd.DataFrame) -> pd.DataFrame:

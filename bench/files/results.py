@@ -72,11 +72,10 @@ class Results:
     def histogram(self, model: str, concurrency: int) -> Histogram | None:
         """The latency histogram of one model and level, merged over repeats (None if absent)."""
         merged = None
-        for line in _complete_lines(self.run_dir / "histograms.jsonl")[0]:
-            entry = json.loads(line)
-            if entry["model"] == model and entry["concurrency"] == concurrency:
+        for (name, _, level, _, _), histogram in self.histograms().items():
+            if name == model and level == concurrency:
                 merged = merged or Histogram()
-                merged.merge(Histogram.from_dict(entry["latency_ms"]))
+                merged.merge(histogram)
         return merged
 
     def latency(
