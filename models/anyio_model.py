@@ -65,7 +65,7 @@ async def start_users(window: Window) -> Tally:
             if window.service is not None:
                 for _ in range(window.connections(len(part.users))):
                     idle.append(BufferedByteStream(await anyio.connect_tcp(*window.service)))
-            window = window.start(at_s=part.start())
+            window = window.start(shared.tally, at_s=part.start())
             async with anyio.create_task_group() as users:
                 for user in part.users:
                     users.start_soon(serve, window, user, part.take, shared)

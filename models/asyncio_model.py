@@ -59,7 +59,7 @@ async def start_users(window: Window, part: Part | None = None) -> Tally:
     if window.service is not None:
         for _ in range(window.connections(len(part.users))):
             shared.idle.append(await asyncio.open_connection(*window.service))
-    window = window.start(at_s=part.start())
+    window = window.start(shared.tally, at_s=part.start())
     try:
         async with asyncio.TaskGroup() as users:
             for user in part.users:

@@ -133,7 +133,7 @@ def start_users(window: Window, client: Celery, store_url: str) -> Tally:
         with lock:
             return next(indices)
 
-    started = window.start()
+    started = window.start(tally)
     users = [
         threading.Thread(target=serve, args=(started, user, take, client, run_id, store_url, tally))
         for user in range(window.concurrency)

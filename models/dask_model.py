@@ -80,7 +80,7 @@ async def start_users(window: Window, address: str) -> Tally:
         stock = [Variable(f"{run_id}-stock-{p}", client=client) for p in products]
         await asyncio.gather(*(level.set(STOCK_START) for level in stock))
         indices = itertools.count()
-        started = window.start()
+        started = window.start(tally)
         async with asyncio.TaskGroup() as users:
             for user in range(window.concurrency):
                 users.create_task(serve(started, user, indices, client, run_id, tally))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import math
+import mmap
 import os
 import random
 import struct
+import threading
 import time
 from collections.abc import Callable, MutableSequence, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -38,6 +41,91 @@ STOCK_START = 10**12
 _KEPT_ERRORS = 5
 # The shortest time an open load may take after its window to work off its queue.
 _MIN_DRAIN_S = 5.0
+
+
+class Ledger:
+    """What a point's conductor and its model's processes share, in a small file each maps:
+    when the measured window opens and closes (the conductor writes both), and how many jobs
+    each process has ended with their latencies summed (each process its own slot).
+
+    Doubles: [opens_s, closes_s, slots taken, then per slot: jobs, latency_s]. The window
+    opens and closes at perf_counter times (CLOCK_MONOTONIC: one clock for every process);
+    0 means not yet.
+    """
+
+    HEADER = 3
+    # A process publishes its jobs at most this often: the conductor looks every 0.1 s.
+    PERIOD_S = 0.05
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        with open(path, "r+b") as file:
+            self.map = mmap.mmap(file.fileno(), 0)
+        self.slots = (len(self.map) // 8 - self.HEADER) // 2
+        self.slot = -1  # this process's, once it publishes
+        self.published = 0  # how many of this process's records its slot counts
+        self.next_s = 0.0
+        self.lock = threading.Lock()  # one publisher at a time among a process's threads
+
+    @classmethod
+    def create(cls, path: str, slots: int) -> Ledger:
+        """A new ledger file with room for `slots` processes."""
+        with open(path, "wb") as file:
+            file.write(bytes(8 * (cls.HEADER + 2 * slots)))
+        return cls(path)
+
+    def read(self, index: int) -> float:
+        """The double at `index`."""
+        value: float = struct.unpack_from("d", self.map, 8 * index)[0]
+        return value
+
+    def write(self, index: int, value: float) -> None:
+        """Set the double at `index`."""
+        struct.pack_into("d", self.map, 8 * index, value)
+
+    def totals(self) -> tuple[float, float]:
+        """Jobs ended and their summed latency in seconds, over every process."""
+        values = struct.unpack_from(f"{2 * self.slots}d", self.map, 8 * self.HEADER)
+        return math.fsum(values[0::2]), math.fsum(values[1::2])
+
+    def publish(self, records: list[Record]) -> None:
+        """Add this process's records since its last call to its slot (at most every
+        PERIOD_S; a thread that finds another publishing leaves it to that one)."""
+        now_s = time.perf_counter()
+        if now_s < self.next_s or not self.lock.acquire(blocking=False):
+            return
+        try:
+            self.next_s = now_s + self.PERIOD_S
+            if self.slot < 0:
+                self.slot = self._take_slot()
+            ended = len(records)
+            fresh = records[self.published : ended]
+            self.published = ended
+            base = self.HEADER + 2 * self.slot
+            self.write(base, self.read(base) + len(fresh))
+            self.write(base + 1, self.read(base + 1) + math.fsum(r[3] - r[1] for r in fresh))
+        finally:
+            self.lock.release()
+
+    def _take_slot(self) -> int:
+        """A slot no other process has: the count of slots taken, raised under a file lock."""
+        with open(self.path, "r+b") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            taken = int(self.read(2))
+            if taken >= self.slots:
+                raise RuntimeError(f"the ledger's {self.slots} slots are all taken")
+            self.write(2, taken + 1)
+        return taken
+
+
+_LEDGERS: dict[str, Ledger] = {}  # this process's mapping of each point's ledger
+
+
+def ledger(path: str) -> Ledger:
+    """This process's mapping of the ledger file at `path`."""
+    if path not in _LEDGERS:
+        _LEDGERS[path] = Ledger(path)
+    return _LEDGERS[path]
 
 
 class Finished(NamedTuple):
@@ -156,7 +244,12 @@ class Window:
     service: tuple[str, int] | None = None  # the latency service; None: I/O waits on a timer
     arrivals: tuple[float, ...] | None = None  # open load: when each job is due, from the start
     engine: Engine = field(default_factory=Engine)  # dask's and celery's cluster or broker
+    # A closed load whose conductor picks the window's edges: the ledger file it shares with
+    # the model's processes; warmup_s and duration_s are then caps. None: fixed edges.
+    ledger: str | None = None
+    ramp_s: float | None = None  # how long users take to join; None: the whole warm-up
     started_s: float = 0.0
+    tally: Tally | None = field(default=None, compare=False, repr=False)  # this process's
 
     def connections(self, users: int | None = None) -> int:
         """How many connections to open before the window: one per I/O step a user may await,
@@ -165,23 +258,30 @@ class Window:
             return 0
         return (self.concurrency if users is None else users) * self.scenario.max_io_width()
 
-    def start(self, at_s: float | None = None) -> Window:
-        """This window, starting at `at_s` (given by a process that shares a start), or now."""
+    def start(self, tally: Tally | None = None, at_s: float | None = None) -> Window:
+        """This window, starting at `at_s` (given by a process that shares a start), or now;
+        `tally`: where this process records its jobs, which it publishes to the ledger."""
         if at_s is not None:
-            return replace(self, started_s=at_s)
-        started = replace(self, started_s=time.perf_counter())
+            return replace(self, started_s=at_s, tally=tally)
+        started = replace(self, started_s=time.perf_counter(), tally=tally)
         if self.announce_fd is not None:
             os.write(self.announce_fd, struct.pack("d", started.started_s))
         return started
 
     @property
     def measure_s(self) -> float:
-        """When the measured window opens."""
+        """When the measured window opens (with a ledger: when the conductor opened it, or at
+        the latest after the warm-up's cap)."""
+        if self.ledger is not None and (opens_s := ledger(self.ledger).read(0)) > 0:
+            return opens_s
         return self.started_s + self.warmup_s
 
     @property
     def stop_s(self) -> float:
-        """When the measured window closes and users stop taking jobs."""
+        """When the measured window closes and users stop taking jobs (with a ledger: when the
+        conductor closed it, or at the latest after both caps)."""
+        if self.ledger is not None and (closes_s := ledger(self.ledger).read(1)) > 0:
+            return closes_s
         return self.measure_s + self.duration_s
 
     def user_start_s(self, user: int) -> float:
@@ -193,7 +293,8 @@ class Window:
         """
         if self.arrivals is not None:  # open load: the schedule paces the jobs, not the users
             return self.started_s
-        return self.started_s + self.warmup_s * user / self.concurrency
+        ramp_s = self.warmup_s if self.ramp_s is None else self.ramp_s
+        return self.started_s + ramp_s * user / self.concurrency
 
     def due_s(self, index: int, now_s: float) -> float:
         """When job `index` is submitted: when it is due (open load), or now (closed)."""
@@ -214,6 +315,8 @@ class Window:
         if self.max_jobs is not None and index >= self.max_jobs:
             return None
         if self.arrivals is None:
+            if self.ledger is not None and self.tally is not None:
+                ledger(self.ledger).publish(self.tally.records)
             if time.perf_counter() >= self.stop_s:
                 return None
         elif (

@@ -79,7 +79,7 @@ def serve(
             ThreadPoolExecutor(window.scenario.handoff_workers(1)) as later,
         ):
             shared = Shared(window, tally, locks, stock, transport, steps, later)
-            started = window.start(at_s=crew.start())
+            started = window.start(tally, at_s=crew.start())
             time.sleep(max(0.0, started.user_start_s(user) - time.perf_counter()))
             while (job := started.job(crew.take())) is not None:
                 if (early_s := started.wait_s(job.index)) > 0:  # open load: until due

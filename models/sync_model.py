@@ -50,7 +50,7 @@ def run(window: Window) -> Tally:
 
 def start_users(shared: Shared) -> None:
     """Serve the window's N users from this one thread."""
-    serve(shared.window.start(), itertools.count().__next__, shared)
+    serve(shared.window.start(shared.tally), itertools.count().__next__, shared)
 
 
 def serve(window: Window, take: Callable[[], int], shared: Shared) -> None:

@@ -55,7 +55,7 @@ async def start_users(window: Window) -> Tally:
             if window.service is not None:
                 for _ in range(window.connections(len(part.users))):
                     idle.append(await trio.open_tcp_stream(*window.service))
-            window = window.start(at_s=part.start())
+            window = window.start(shared.tally, at_s=part.start())
             async with trio.open_nursery() as users:
                 for user in part.users:
                     users.start_soon(serve, window, user, part.take, shared)

@@ -52,7 +52,26 @@ class Histogram:
     def percentile_bucket(self, percent: float) -> int:
         """The bucket that holds the nearest-rank percentile (of a non-empty histogram)."""
         # The epsilon keeps float error out of the rank: 99.9% of 1000 is 999, not 1000.
-        rank = max(1, math.ceil(percent * self.total / 100.0 - 1e-9))
+        return self._rank_bucket(max(1, math.ceil(percent * self.total / 100.0 - 1e-9)))
+
+    def at_rank(self, rank: int) -> float:
+        """The `rank`-th smallest value (1-based, of a non-empty histogram), to 0.1%."""
+        middle = math.exp((self._rank_bucket(rank) + 0.5) * _LOG_RATIO)
+        return min(max(middle, self.min_ms), self.max_ms)
+
+    def percentile_interval(self, percent: float) -> tuple[float, float] | None:
+        """A distribution-free 95% interval of the `percent`-th percentile (`rank_interval`);
+        None when the values are too few for one, and the percentile is then not measured."""
+        ranks = rank_interval(self.total, percent / 100.0)
+        return None if ranks is None else (self.at_rank(ranks[0]), self.at_rank(ranks[1]))
+
+    def supported(self, percent: float) -> float:
+        """The percentile, or NaN when too few values support it (`percentile_interval`)."""
+        return math.nan if rank_interval(self.total, percent / 100.0) is None else (
+            self.percentile(percent)
+        )
+
+    def _rank_bucket(self, rank: int) -> int:
         seen = 0
         for bucket in sorted(self.counts):
             seen += self.counts[bucket]
@@ -85,6 +104,40 @@ class Histogram:
             min_ms=math.inf if data["min_ms"] is None else float(data["min_ms"]),
             max_ms=float(data["max_ms"]),
         )
+
+
+def rank_interval(n: int, p: float, confidence: float = 0.95) -> tuple[int, int] | None:
+    """The 1-based ranks (low, high) of n sorted values that hold the p-quantile with at least
+    `confidence`, with equal tails: the binomial (order-statistic) method, free of any
+    assumption on the distribution, as asv uses for medians. None when n is too small for
+    either rank to exist (a p99 needs 367 values, a median 6)."""
+    tail = (1.0 - confidence) / 2.0
+    if n < 1 or (1.0 - p) ** n > tail or p**n > tail:
+        return None
+    # The count B of values below the quantile is Binomial(n, p): x_(low) <= q <= x_(high)
+    # unless B < low or B >= high.
+    low = _binomial_quantile(n, p, tail)  # the largest k with P(B <= k - 1) <= tail
+    high = _binomial_quantile(n, p, 1.0 - tail) + 1  # the smallest k with P(B >= k) <= tail
+    return max(low, 1), min(high, n)
+
+
+def _binomial_quantile(n: int, p: float, level: float) -> int:
+    """The largest k with P(B < k) <= level, B ~ Binomial(n, p), walking the pmf from ten
+    standard deviations below the mean (the mass below there is under 1e-20)."""
+    start = max(0, math.floor(n * p - 10.0 * math.sqrt(n * p * (1.0 - p)) - 1))
+    log_pmf = (
+        math.lgamma(n + 1)
+        - math.lgamma(start + 1)
+        - math.lgamma(n - start + 1)
+        + start * math.log(p)
+        + (n - start) * math.log1p(-p)
+    )
+    pmf, below, k = math.exp(log_pmf), 0.0, start
+    while k < n and below + pmf <= level:  # below: P(B < k); adding pmf gives P(B < k + 1)
+        below += pmf
+        pmf *= (n - k) / (k + 1) * p / (1.0 - p)
+        k += 1
+    return k
 
 
 def bound_per_s(scenario: Scenario, concurrency: int, cores: int) -> float:

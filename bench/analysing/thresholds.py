@@ -5,8 +5,20 @@ from __future__ import annotations
 
 # A point: more errors than this share of its jobs fail it (and miss an open load's target).
 ERROR_SHARE = 0.01
-# Fewer jobs than this in the window leave the p99 resting on less than one job.
-JOBS_FOR_P99 = 100
+# The tail a point's window measures for: with the repeats' jobs pooled, enough of them that
+# this percentile has a distribution-free 95% interval (368 jobs for a p99).
+GOAL_PERCENT = 99.0
+# ... and throughput known to within this (relative half-width of its 95% interval, across
+# the repeats: each point reaches this times the square root of the repeats).
+GOAL_THROUGHPUT_CI = 0.05
+# Steady state (closed load): over the last span holding this many jobs, Little's law holds
+# within this share of N.
+STEADY_JOBS = 10
+STEADY_TOLERANCE = 0.05
+# A window's throughput interval: batch means over this many batches, and Student's t for
+# their 9 degrees of freedom.
+BATCHES = 10
+T_975_BATCHES = 2.262
 # A job that starts later than this after it was due, with a user free, started late; epoll
 # waits in whole milliseconds, so a timer may fire up to 1 ms late with nothing wrong.
 LATE_START_S = 0.002

@@ -23,10 +23,10 @@ from pathlib import Path
 from bench.analysing.stats import Histogram
 from bench.analysing.thresholds import LATE_START_S
 from bench.files.run_dir import write_atomically
-from bench.measuring.monitor import TreeMonitor, TreeUsage
+from bench.measuring.monitor import Conductor, TreeMonitor, TreeUsage
 from bench.measuring.point import PointResult, PointSpec
 from models import MODELS
-from models.load import STOCK_START, Finished, Tally, Window, finished
+from models.load import STOCK_START, Finished, Ledger, Tally, Window, finished
 from models.workload import (
     FAILED,
     LOST,
@@ -38,18 +38,30 @@ from models.workload import (
 )
 
 
-def measure(spec: PointSpec) -> PointResult:
-    """Run the point `spec` and summarise it."""
+def measure(spec: PointSpec, folder: Path) -> PointResult:
+    """Run the point `spec` and summarise it (`folder`: where its ledger file goes)."""
     announce_read, announce_write = os.pipe()
-    window = spec.window(announce_write)
+    conductor = None
+    path = None
+    if spec.goal is not None:
+        path = str(folder / "ledger")
+        # A slot per process that may serve users: at most one per user, and the parent.
+        ramp_s = spec.warmup_s if spec.ramp_s is None else spec.ramp_s
+        shared = Ledger.create(path, spec.concurrency + 1)
+        conductor = Conductor(shared, spec.concurrency, ramp_s, spec.goal)
+    window = spec.window(announce_write, path)
     model = MODELS[spec.model]
-    monitor = TreeMonitor(announce_read, window.warmup_s, window.duration_s, spec.service_pid)
+    monitor = TreeMonitor(
+        announce_read, window.warmup_s, window.duration_s, spec.service_pid, conductor
+    )
     monitor.start()
     tally = model.runner()(window)
     returned_s = time.perf_counter()
     monitor.finished.set()
     os.close(announce_write)  # unblocks the monitor if the window never started
     monitor.join()
+    if monitor.failure is not None:
+        raise RuntimeError(f"the point's monitor failed: {monitor.failure!r}")
     slots = 1 if model.one_at_a_time else window.concurrency
     return summarize(window, tally, monitor.usage, returned_s, slots)
 
@@ -60,8 +72,10 @@ def summarize(
     """Count, verify and time the jobs of the measured window; check that no job was lost, no
     stock update was lost and every background step ended. `slots`: how many jobs the model
     serves at once (default N)."""
-    measure_s = usage.started_s + window.warmup_s
-    stop_s = min(measure_s + window.duration_s, returned_s)
+    # Edges the monitor did not record (the model ended first) are the window's planned ones.
+    measure_s = usage.started_s + window.warmup_s if math.isnan(usage.opens_s) else usage.opens_s
+    closes_s = measure_s + window.duration_s if math.isnan(usage.closes_s) else usage.closes_s
+    stop_s = min(closes_s, returned_s)
     records = finished(tally.records)
     verifier = Verifier()
     jobs = {
@@ -99,6 +113,8 @@ def summarize(
         errors=sum(r.job_index in bad for r in in_window),
         retries=sum(job in counted for job in tally.retried),
         elapsed_s=max(stop_s - measure_s, 0.0),
+        warmup_s=max(measure_s - usage.started_s, 0.0),
+        steady=usage.steady,
         drain_s=max((r.ended_s for r in records), default=stop_s) - stop_s,
         background_drain_s=(
             max(0.0, max(r.ended_s for r in background) - stop_s) if background else math.nan
@@ -216,7 +232,7 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    measured = measure(PointSpec.from_json(sys.stdin.read()))
+    measured = measure(PointSpec.from_json(sys.stdin.read()), Path(result).parent)
     write_atomically(Path(result), measured.to_json())
 
 

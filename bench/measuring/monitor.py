@@ -10,57 +10,132 @@ import resource
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from bench.analysing.steady import Goal, Tick, has_enough, is_steady
+from models.load import Ledger
+
 # Peak RSS is sampled, not tracked: often enough to catch a peak that lasts, rarely enough that
 # the monitor's own reads stay a small part of the tree's CPU.
 _SAMPLE_PERIOD_S = 0.2
+# How often the monitor wakes: to sample, and for a conductor to look at the ledger.
+TICK_S = 0.1
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass
 class TreeUsage:
-    """CPU and context switches of the point's process tree over the measured window."""
+    """CPU and context switches of the point's process tree over the measured window, and
+    where the window's edges fell."""
 
     started_s: float = 0.0
+    opens_s: float = math.nan  # the measured window's edges, in perf_counter seconds
+    closes_s: float = math.nan
+    steady: bool = True  # whether the conductor saw steady state before its warm-up cap
     cpu_s: float = 0.0
     ctx_switches: int = 0
     rss_peak_mb: float = 0.0
     service_cpu_s: float = math.nan  # the latency service's CPU, when the run started it
 
 
+class Conductor:
+    """Picks a closed point's window edges from what its model publishes in the ledger: opens
+    it once the load is steady (or the warm-up's cap has passed), closes it once the window
+    has reached its goal (or its cap), and writes each edge for the model's users to see."""
+
+    def __init__(self, ledger: Ledger, concurrency: int, ramp_s: float, goal: Goal) -> None:
+        self.ledger = ledger
+        self.concurrency = concurrency
+        self.ramp_s = ramp_s
+        self.goal = goal
+        self.ticks: list[Tick] = []
+        self.steady = False
+
+    def opens(self, started_s: float, cap_s: float) -> float:
+        """The opening's time if the window opens now, else the time to look again."""
+        now_s = self._tick()
+        self.steady = is_steady(self.ticks, self.concurrency, started_s + self.ramp_s)
+        if self.steady or now_s >= cap_s:
+            self.ledger.write(0, now_s)
+            self.ticks = self.ticks[-1:]  # the window's ticks start at its opening
+            return now_s
+        return now_s + TICK_S
+
+    def closes(self) -> float:
+        """The closing's time if the window closes now, else the time to look again."""
+        now_s = self._tick()
+        if has_enough(self.ticks, self.goal):
+            self.ledger.write(1, now_s)
+            return now_s
+        return now_s + TICK_S
+
+    def _tick(self) -> float:
+        jobs, latency_s = self.ledger.totals()
+        now_s = time.perf_counter()
+        self.ticks.append(Tick(now_s, jobs, latency_s))
+        return now_s
+
+
 class TreeMonitor(threading.Thread):
-    """Waits for the window to start, then reads the process tree exactly at its edges."""
+    """Waits for the window to start, then reads the process tree exactly at its edges: fixed
+    ones, or those a `Conductor` picks."""
 
     def __init__(
-        self, announce_fd: int, warmup_s: float, duration_s: float, service_pid: int | None
+        self,
+        announce_fd: int,
+        warmup_s: float,
+        duration_s: float,
+        service_pid: int | None,
+        conductor: Conductor | None = None,
     ) -> None:
         super().__init__(daemon=True)
         self.announce_fd = announce_fd
         self.warmup_s = warmup_s
         self.duration_s = duration_s
+        self.conductor = conductor
         self.finished = threading.Event()
         self.usage = TreeUsage()
+        self.failure: Exception | None = None
         self.process = psutil.Process()
         self.tree: list[psutil.Process] = [self.process]
         self.rss_sample_s = 0.0  # how long the last RSS sample took
+        self.rss_sampled_s = 0.0  # when
         # The run's latency service: outside the tree, its CPU is read at the same edges.
         self.service = None if service_pid is None else psutil.Process(service_pid)
 
     def run(self) -> None:
+        """Watch the tree; an error is kept for the point to raise (`failure`), not lost in a
+        thread's traceback while the point reports figures nobody measured."""
+        try:
+            self._watch()
+        except Exception as exc:
+            self.failure = exc
+            raise
+
+    def _watch(self) -> None:
         """Sample RSS until the model ends; read CPU and switches as the window opens and closes."""
         announced = os.read(self.announce_fd, 8)
         if len(announced) < 8:  # the model ended before starting its window
             return
-        self.usage.started_s = struct.unpack("d", announced)[0]
-        measure_s = self.usage.started_s + self.warmup_s
-        self._sample_rss_until(measure_s)
+        started_s = self.usage.started_s = struct.unpack("d", announced)[0]
+        cap_s = started_s + self.warmup_s
+        conductor = self.conductor
+        if conductor is None:
+            self.usage.opens_s = self._sample_rss_until(lambda: cap_s)
+        else:
+            self.usage.opens_s = self._sample_rss_until(lambda: conductor.opens(started_s, cap_s))
+            self.usage.steady = conductor.steady
         at_open, service_at_open = self._usage(), self._service_cpu_s()
-        self._sample_rss_until(measure_s + self.duration_s)
+        opens_s = self.usage.opens_s
+        if conductor is None:
+            self.usage.closes_s = self._sample_rss_until(lambda: opens_s + self.duration_s)
+        else:
+            self.usage.closes_s = self._sample_rss_until(conductor.closes)
         at_close, service_at_close = self._usage(), self._service_cpu_s()
         if service_at_open is not None and service_at_close is not None:
             self.usage.service_cpu_s = service_at_close - service_at_open
@@ -72,24 +147,28 @@ class TreeMonitor(threading.Thread):
         self.usage.ctx_switches = sum(
             ctx - at_open[pid][1] for pid, (_, ctx) in at_close.items() if pid in at_open
         )
-        self._sample_rss_until(math.inf)
+        self._sample_rss_until(lambda: math.inf)
 
     def _service_cpu_s(self) -> float | None:
         return None if self.service is None else _cpu_s(self.service)
 
-    def _sample_rss_until(self, until_s: float) -> None:
-        """Sample the tree's RSS every period until `until_s` (or the model's end).
+    def _sample_rss_until(self, edge: Callable[[], float]) -> float:
+        """Sample the tree's RSS every period until the edge's time (`edge()`, asked again
+        after every wait, as a conductor decides it) has come, or the model's end; returns the
+        edge.
 
         On busy cores a sample of a large tree can take longer than the period, so none starts
         unless it can end well before the window's edge.
         """
-        while not self.finished.is_set() and (left := until_s - time.perf_counter()) > 0:
-            if left > _SAMPLE_PERIOD_S + 3 * self.rss_sample_s:
-                started = time.perf_counter()
+        while (left := (edge_s := edge()) - time.perf_counter()) > 0 and not self.finished.is_set():
+            now_s = time.perf_counter()
+            if left > 3 * self.rss_sample_s and now_s - self.rss_sampled_s >= _SAMPLE_PERIOD_S:
+                self.rss_sampled_s = now_s
                 self._sample_rss()
-                self.rss_sample_s = time.perf_counter() - started
-                left = until_s - time.perf_counter()
-            self.finished.wait(max(0.0, min(_SAMPLE_PERIOD_S, left)))
+                self.rss_sample_s = time.perf_counter() - now_s
+                left = edge_s - time.perf_counter()
+            self.finished.wait(max(0.0, min(TICK_S, left)))
+        return edge_s
 
     def _sample_rss(self) -> None:
         self.tree = [self.process, *self.process.children(recursive=True)]

@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 
 from bench.analysing.stats import Histogram
+from bench.analysing.steady import Goal
 from bench.files.scenarios import scenario_from_dict, scenario_to_dict
 from bench.measuring.environment import child_environment, python_command
 from models.cluster import Engine
@@ -43,14 +44,18 @@ class PointSpec:
     python: str | None = None  # the interpreter the point runs under; None: this one
     arrivals: str = "constant"  # open load: constant or poisson
     engine: Engine = field(default_factory=Engine)  # the dask and celery models' cluster or broker
+    # A closed point that measures until its figures are supported: what its window must
+    # reach (warmup_s and duration_s are then caps, and users join over ramp_s). None: fixed.
+    goal: Goal | None = None
+    ramp_s: float | None = None
 
     def with_service(self, address: tuple[str, int], pid: int | None) -> PointSpec:
         """This point, doing its I/O with the service at `address`."""
         return dataclasses.replace(self, service=address, service_pid=pid)
 
-    def window(self, announce_fd: int | None = None) -> Window:
+    def window(self, announce_fd: int | None = None, ledger: str | None = None) -> Window:
         """The jobs this point runs and when (`announce_fd`: where the window's start is
-        written for the resource monitor)."""
+        written for the resource monitor; `ledger`: the file its conductor shares)."""
         return Window(
             scenario=self.scenario,
             calibration=self.calibration,
@@ -62,6 +67,8 @@ class PointSpec:
             announce_fd=announce_fd,
             service=self.service,
             engine=self.engine,
+            ledger=ledger,
+            ramp_s=self.ramp_s,
             arrivals=None
             if self.rate is None
             else arrivals(self.rate, self.warmup_s + self.duration_s, self.arrivals, self.seed),
@@ -85,6 +92,7 @@ class PointSpec:
                 "calibration": Calibration(**data["calibration"]),
                 "service": None if service is None else (str(service[0]), int(service[1])),
                 "engine": Engine(**data["engine"]),
+                "goal": None if data["goal"] is None else Goal(**data["goal"]),
             }
         )
 
@@ -104,6 +112,8 @@ class PointResult:
     errors: int  # lost, or a wrong result
     retries: int
     elapsed_s: float
+    warmup_s: float  # how long the warm-up ran before the window opened
+    steady: bool  # whether the load was steady when it opened (fixed edges: not judged)
     drain_s: float  # how long the last job ran on after the window
     background_drain_s: float  # NaN without background steps
     cpu_s: float

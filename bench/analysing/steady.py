@@ -1,0 +1,98 @@
+"""When a point has reached steady state, and when its measured window has seen enough: rules
+on the running counts a point's model publishes (plain Python, for the point process)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bench.analysing.thresholds import (
+    BATCHES,
+    STEADY_JOBS,
+    STEADY_TOLERANCE,
+    T_975_BATCHES,
+)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What the model had done at `at_s`: jobs ended and their latencies summed, since its
+    start (every outcome counts: a job that failed was in flight too)."""
+
+    at_s: float
+    jobs: float
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What a point's window must reach before it closes: this many jobs, a throughput known
+    to within `throughput_ci` (relative half-width of its 95% interval), at least `min_s`
+    long; and at most `cap_s` long, whatever it has reached."""
+
+    jobs: int
+    throughput_ci: float
+    min_s: float
+    cap_s: float
+
+
+def is_steady(ticks: Sequence[Tick], concurrency: int, since_s: float) -> bool:
+    """Whether a closed load is in steady state at the last tick: over the shortest span back
+    from it (not before `since_s`, when the last user joined) that holds STEADY_JOBS jobs,
+    Little's law holds (the summed latency of the jobs that ended, over the span's length, is
+    N within STEADY_TOLERANCE) and the span's two halves served at rates that agree within
+    three standard errors of their counts.
+
+    Until then the latencies still grow or shrink with the queue the ramp built: `sync` at
+    N > 1, one server for N users, needs about N job lengths before every job it ends had
+    waited behind N - 1 others.
+    """
+    if not ticks:
+        return False
+    last = ticks[-1]
+    first = next(
+        (t for t in reversed(ticks) if t.at_s >= since_s and last.jobs - t.jobs >= STEADY_JOBS),
+        None,
+    )
+    if first is None or last.at_s <= first.at_s:
+        return False
+    span_s = last.at_s - first.at_s
+    in_flight = (last.latency_s - first.latency_s) / span_s
+    if abs(in_flight - concurrency) > STEADY_TOLERANCE * concurrency:
+        return False
+    middle = min(ticks, key=lambda t: abs(t.at_s - (first.at_s + span_s / 2)))
+    if not first.at_s < middle.at_s < last.at_s:
+        return True
+    early, late = middle.jobs - first.jobs, last.jobs - middle.jobs
+    early_s, late_s = middle.at_s - first.at_s, last.at_s - middle.at_s
+    gap = abs(early / early_s - late / late_s)
+    return gap <= 3.0 * math.sqrt(early / early_s**2 + late / late_s**2)
+
+
+def throughput_ci(ticks: Sequence[Tick]) -> float:
+    """The relative half-width of throughput's 95% interval over the ticks (from the first,
+    the window's opening), by batch means: BATCHES equal spans of ticks, Student's t on their
+    rates. Infinite while there are too few ticks or no job."""
+    if len(ticks) < BATCHES + 1 or ticks[-1].jobs == ticks[0].jobs:
+        return math.inf
+    edges = [ticks[round(i * (len(ticks) - 1) / BATCHES)] for i in range(BATCHES + 1)]
+    rates = [(b.jobs - a.jobs) / (b.at_s - a.at_s) for a, b in zip(edges, edges[1:])]
+    mean = statistics.fmean(rates)
+    return T_975_BATCHES * statistics.stdev(rates) / math.sqrt(BATCHES) / mean
+
+
+def has_enough(ticks: Sequence[Tick], goal: Goal) -> bool:
+    """Whether a window whose ticks these are (from its opening) may close: it reached its
+    goal, or its cap."""
+    if not ticks:
+        return False
+    span_s = ticks[-1].at_s - ticks[0].at_s
+    if span_s >= goal.cap_s:
+        return True
+    return (
+        span_s >= goal.min_s
+        and ticks[-1].jobs - ticks[0].jobs >= goal.jobs
+        and throughput_ci(ticks) <= goal.throughput_ci
+    )
