@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import math
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,7 +44,13 @@ from models.workload import Scenario, calibrate
 # with levels low enough to reach steady state in that time: past N=128 a 2 s window on a
 # CPU-bound job mostly sees the start-up transient (the Little's-law warning says so).
 DEFAULT_CONCURRENCY = (1, 8, 32, 128)
-QUICK_CONCURRENCY = (1, 16)
+QUICK_CONCURRENCY = (16,)
+# A closed run's whole time, set-up and report included, spread over its points, each of which
+# measures until its figures are supported; --warmup or --duration fix the windows instead.
+DEFAULT_BUDGET_S, QUICK_BUDGET_S = 300.0, 30.0
+# Kept back from the budget for what follows the last point: the summary and the report.
+_REPORT_S = 8.0
+# Fixed windows: the open load's (and any closed run given one of --warmup, --duration).
 DEFAULT_WARMUP_S, QUICK_WARMUP_S = 1.0, 0.3
 DEFAULT_DURATION_S, QUICK_DURATION_S = 2.0, 1.0
 DEFAULT_REPEAT, QUICK_REPEAT = 3, 1
@@ -87,13 +94,20 @@ def run(
     broker: str | None = None,
     result_backend: str | None = None,
     quick: bool = False,
+    budget_s: float | None = None,
+    begun_s: float | None = None,
     timeout_s: float | None = None,
     command: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> Results:
     """Run a closed-loop sweep and return its results; every point is on disk as it finishes.
 
-    `quick` shortens the defaults (N=1,16, 0.3 s warm-up, 1 s window, one repeat).
+    A closed load spreads `budget_s` (default 5 min; `quick`: 30 s) over its points, each of
+    which warms up until steady state and measures until its p99 and throughput are supported
+    (or its share of the budget is spent); `warmup_s` and `duration_s` fix the windows instead.
+    The budget counts from `begun_s` (a `time.time()`; the CLI gives its process's start),
+    else from this call.
+    `quick` shortens the defaults (N=1,16, one repeat, a 30 s budget).
     With `transport="tcp"` jobs make real round trips to a latency service: `service`
     ("HOST:PORT") if given, else one the run starts for itself.
     `load="open"` offers jobs at each `rate` (jobs per second, or "auto" to search each model's
@@ -103,6 +117,7 @@ def run(
     celery models' jobs to workers the user runs; without them each point starts its own.
     Raises `BenchError` for bad arguments, before anything runs.
     """
+    begun_s = time.time() if begun_s is None else begun_s
     address = check_transport(transport, service)
     rates = check_rates(load, rate, arrivals)
     interpreters = tuple(check_runtime(probe(path)) for path in dict.fromkeys(python))
@@ -112,6 +127,7 @@ def run(
     levels = check_concurrency(
         concurrency or (QUICK_CONCURRENCY if quick and load == "closed" else default_levels)
     )
+    budget = check_budget(budget_s, quick, load, warmup_s, duration_s)
     cores = usable_cores()
     engine = make_engine(dask_address, broker, result_backend, scenario_spec, levels, cores)
     config = SweepConfig(
@@ -146,6 +162,7 @@ def run(
         slo_ms=slo,
         interpreters=interpreters,
         engine=engine,
+        budget_s=budget,
     )
     _check_arrivals(config)
     progress = progress or Progress()
@@ -182,13 +199,14 @@ def run(
             service=service if service else ("local" if transport == "tcp" else None),
             models=config.models,
             concurrency=config.concurrency,
-            warmup_s=config.warmup_s,
-            duration_s=config.duration_s,
+            warmup_s=None if budget else config.warmup_s,
+            duration_s=None if budget else config.duration_s,
+            budget_s=budget,
             seed=config.seed,
             repeat=config.repeat,
             max_processes=config.max_processes,
             max_threads=config.max_threads,
-            point_timeout_s=config.point_timeout_s(),
+            point_timeout_s=None if budget else config.point_timeout_s(),
             cores=cores,
         ),
         engines=describe_engines(engine, config.models),
@@ -201,14 +219,28 @@ def run(
         progress.on_point(point)
 
     server = None if transport == "sleep" else Service(address) if address else LocalService()
+    advice: list[float] = []
+    if budget is not None:  # what is left of it once the set-up is done, less the report's
+        left_s = budget - (time.time() - begun_s) - _REPORT_S
+        config = dataclasses.replace(config, budget_s=max(0.0, left_s))
+        progress.on_deadline(time.time() + left_s + _REPORT_S)
     try:
-        run_sweep(config, calibration, cores, progress.on_start, keep, server)
+        run_sweep(config, calibration, cores, progress.on_start, keep, server, advice.append)
     finally:
         if server is not None:
             server.close()
     finished = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    budget_advice = None
+    if advice and budget is not None:  # the points' time, the set-up and the report: in minutes
+        budget_advice = 60.0 * math.ceil((advice[0] + budget - (config.budget_s or 0.0)) / 60.0)
     write_meta(
-        run_dir, dataclasses.replace(meta, finished=finished, load_average_end=load_average())
+        run_dir,
+        dataclasses.replace(
+            meta,
+            finished=finished,
+            load_average_end=load_average(),
+            budget_advice_s=budget_advice,
+        ),
     )
     results = load_results(run_dir)
     write_summary(results)
@@ -308,6 +340,30 @@ def check_transport(transport: str, service: str | None) -> tuple[str, int] | No
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--service {service!r} is not HOST:PORT (e.g. 10.0.0.5:8765)")
     return host.strip("[]"), int(port)
+
+
+def check_budget(
+    budget_s: float | None,
+    quick: bool,
+    load: str,
+    warmup_s: float | None,
+    duration_s: float | None,
+) -> float | None:
+    """The run's time budget in seconds, or None when its windows are fixed (an open load, or
+    --warmup or --duration given)."""
+    fixed = warmup_s is not None or duration_s is not None
+    if budget_s is None:
+        return None if fixed or load == "open" else QUICK_BUDGET_S if quick else DEFAULT_BUDGET_S
+    if fixed:
+        raise UsageError(
+            "--budget plans each point's warm-up and window itself; give --budget, or "
+            "--warmup and --duration, not both"
+        )
+    if load == "open":
+        raise UsageError(
+            "--budget plans closed points; an open load's windows are fixed (--duration)"
+        )
+    return _check_seconds("--budget", budget_s, allow_zero=False)
 
 
 def _check_seconds(flag: str, value: float, *, allow_zero: bool) -> float:

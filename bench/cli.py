@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
+import psutil
+
 from bench import api
 from bench.analysing.compare import compare_runs
-from bench.analysing.stats import bound_per_s
+from bench.analysing.stats import bound_per_s, jobs_for
 from bench.analysing.thresholds import MIN_EFFECT
 from bench.errors import BenchError, UsageError
 from bench.files.results import Results, load_results
@@ -107,8 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="the celery model: the Redis for results, stock and locks (default: the broker)",
     )
-    run.add_argument("--duration", type=float, help="measured window per point, seconds")
-    run.add_argument("--warmup", type=float, help="uncounted warm-up per point, seconds")
+    run.add_argument(
+        "--budget",
+        metavar="T",
+        help="closed load: the run's whole time (300, 90s, 5m, 1h; default 5m, --quick: 30s), "
+        "spread over the points, each measuring until its p99 and throughput are supported",
+    )
+    run.add_argument(
+        "--duration", type=float, help="a fixed measured window per point, seconds (no budget)"
+    )
+    run.add_argument(
+        "--warmup", type=float, help="a fixed uncounted warm-up per point, seconds (no budget)"
+    )
     run.add_argument("--seed", type=int, default=0, help="seed of the job draws (default 0)")
     run.add_argument(
         "--repeat",
@@ -236,6 +248,8 @@ def _run(args: argparse.Namespace) -> int:
             broker=args.broker,
             result_backend=args.result_backend,
             quick=args.quick,
+            budget_s=_parse_seconds("--budget", args.budget) if args.budget is not None else None,
+            begun_s=psutil.Process().create_time(),  # the budget counts the imports too
             command=["python", "-m", "bench", *sys.argv[1:]],
             progress=display.progress(),
         )
@@ -247,9 +261,55 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     display.close()
     display.summary(results.levels)
+    if not args.quiet:
+        for note in budget_notes(results):
+            print(f"note: {note}")
     report = results.run_dir / "report.html"
     print(report if args.quiet else f"report: {report}")
-    return 0
+    return run_status(results)
+
+
+def run_status(results: Results) -> int:
+    """The exit status of a run: 0 when every point that was planned and not skipped is ok,
+    1 when one failed or none was measured."""
+    status = results.points["status"]
+    measured = status[status != "skipped"]
+    return 0 if len(measured) and (measured == "ok").all() else 1
+
+
+def budget_notes(results: Results) -> list[str]:
+    """What the budget could not buy: the levels whose p99 is not measured (too few jobs for
+    its interval), and the budget that would measure them."""
+    levels = results.levels
+    ok = levels[levels["status"] == "ok"]
+    short = ok[ok["latency_p99_ms"].isna()]
+    advice = results.meta.budget_advice_s
+    if short.empty or results.meta.config.budget_s is None:
+        return []
+    names = ", ".join(f"{r['model']} N={r['concurrency']}" for r in short.to_dict("records"))
+    more = "" if advice is None else f"; --budget {_minutes(advice)} would measure them"
+    return [
+        f"p99 not measured at {len(short)} of {len(ok)} levels ({names}): their jobs are too "
+        f"few for its 95% interval ({jobs_for(99)} needed) within the "
+        f"{_minutes(results.meta.config.budget_s)} budget{more}"
+    ]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g}m" if seconds % 60 == 0 else f"{seconds:.0f}s"
+
+
+def _parse_seconds(flag: str, text: str) -> float:
+    """A duration as seconds: a number, or one ending in s, m or h."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise UsageError(
+            f"{flag} {text!r} is not a duration; give seconds (300) or 90s, 5m, 1h"
+        ) from None
+    return value
 
 
 def _report(args: argparse.Namespace) -> int:

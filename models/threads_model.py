@@ -71,7 +71,8 @@ def start_users(shared: Shared) -> None:
         with lock:  # itertools.count is not guaranteed thread-safe without the GIL
             return next(indices)
 
-    window = shared.window.start(shared.tally)  # a thread starts in about 0.1 ms (bench micro): in the warm-up
+    # A thread starts in about 0.1 ms (bench micro): well inside the warm-up.
+    window = shared.window.start(shared.tally)
     users = [
         threading.Thread(target=serve, args=(window, user, take, shared))
         for user in range(window.concurrency)

@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from bench.analysing.levels import PointKey, pooled_histogram
 from bench.analysing.stats import Histogram
-from bench.analysing.thresholds import JOBS_FOR_P99, MIN_EFFECT, SIGNIFICANCE
+from bench.analysing.thresholds import MIN_EFFECT, SIGNIFICANCE
 from bench.errors import BenchError, UsageError
 
 # metric -> +1 when higher is better, -1 when lower is better
 METRICS = {"throughput": 1, "latency_p99_ms": -1}
-# A point's latency histogram: (model, interpreter, concurrency, rate or None, repeat).
-PointKey = tuple[str, str, int, float | None, int]
 # Random splits of the pooled jobs in the permutation test: its p-value is at least 1/1001.
 _PERMUTATIONS = 1000
 
@@ -170,9 +169,11 @@ def compare_runs(
         rate = None if pd.isna(same["rate"]) else float(same["rate"])
         for metric, direction in METRICS.items():
             if metric == "latency_p99_ms":
-                pooled_a, pooled_b = _pooled(group_a, latency_a), _pooled(group_b, latency_b)
-                before, after = pooled_a.percentile(99), pooled_b.percentile(99)
-                enough = min(pooled_a.total, pooled_b.total) >= JOBS_FOR_P99
+                pooled_a = pooled_histogram(group_a, latency_a)
+                pooled_b = pooled_histogram(group_b, latency_b)
+                # A p99 without an interval is not measured, so it cannot have changed either.
+                before, after = pooled_a.supported(99), pooled_b.supported(99)
+                enough = not (math.isnan(before) or math.isnan(after))
                 p_value = percentile_p_value(pooled_a, pooled_b, 99) if enough else math.nan
                 untested = "too few jobs"
             else:
@@ -210,18 +211,6 @@ def _judge(change: Change, direction: int, p_value: float, min_effect: float) ->
     else:
         verdict = "no real change"
     return dataclasses.replace(change, p_value=p_value, verdict=verdict)
-
-
-def _pooled(group: pd.DataFrame, latency: Mapping[PointKey, Histogram] | None) -> Histogram:
-    """The jobs of a group's ok repeats, merged into one histogram."""
-    pooled = Histogram()
-    for row in group.to_dict("records"):
-        rate = None if pd.isna(row["rate"]) else float(row["rate"])
-        key = (str(row["model"]), str(row["interpreter"]), int(row["concurrency"]), rate)
-        histogram = (latency or {}).get((*key, int(row["repeat"])))
-        if histogram is not None:
-            pooled.merge(histogram)
-    return pooled
 
 
 def _scenario(points: pd.DataFrame) -> str:

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from bench.analysing.stats import Histogram
 from bench.analysing.thresholds import CV_WARNING
 from bench.analysing.verdicts import meets_target, point_warnings
 from models import ENGINE_MODELS, MODELS
 
 _SUMMARISED = ("throughput", "latency_p99_ms")
+# A point's latency histogram: (model, interpreter, concurrency, rate or None, repeat).
+PointKey = tuple[str, str, int, float | None, int]
+# The percentiles a level reports from its repeats' pooled jobs, by column.
+PERCENTILES = {
+    "latency_p50_ms": 50.0,
+    "latency_p90_ms": 90.0,
+    "latency_p99_ms": 99.0,
+    "latency_p999_ms": 99.9,
+}
 # The columns a level's row sets itself (its identity, verdict and bound); every other numeric
 # column of the points, but a repeat's number, is a median over the ok repeats.
 _OWN = (
@@ -50,8 +60,14 @@ def coefficient_of_variation(values: Sequence[float]) -> float:
     return float(data.std(ddof=1) / data.mean())
 
 
-def per_level(points: pd.DataFrame) -> pd.DataFrame:
-    """Collapse repeats: medians of the ok repeats, CIs of throughput and p99, and warnings.
+def per_level(
+    points: pd.DataFrame, histograms: Mapping[PointKey, Histogram] | None = None
+) -> pd.DataFrame:
+    """Collapse repeats: medians of the ok repeats, the throughput's CI (Student's t across
+    repeats), and warnings. With the points' `histograms`, the latency percentiles come from
+    the ok repeats' pooled jobs, each with its distribution-free 95% interval, and are NaN
+    (not measured) when the jobs are too few for one; `latency_jobs` counts those jobs.
+    Without them, each percentile is the median of the repeats' own.
 
     A level with no ok repeat keeps the status and reason of its first repeat. No points give
     a table with the same columns and no rows.
@@ -60,6 +76,7 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
         *_OWN,
         *_medians(points),
         *(f"{column}_ci_{end}" for column in _SUMMARISED for end in ("low", "high")),
+        "latency_jobs",
         "throughput_cv",
         "warning",
     ]
@@ -83,9 +100,18 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
         for column in _medians(points):
             row[column] = float(source[column].astype(float).median())
         row["errors"] = float(ok["errors"].astype(float).sum())  # one error is too many
-        for column in _SUMMARISED:
-            low, high = mean_ci(list(ok[column].astype(float)))
-            row[f"{column}_ci_low"], row[f"{column}_ci_high"] = low, high
+        low, high = mean_ci(list(ok["throughput"].astype(float)))
+        row["throughput_ci_low"], row["throughput_ci_high"] = low, high
+        row["latency_p99_ms_ci_low"] = row["latency_p99_ms_ci_high"] = math.nan
+        row["latency_jobs"] = math.nan
+        if histograms is not None:
+            pooled = pooled_histogram(ok, histograms)
+            row["latency_jobs"] = pooled.total
+            for column, percent in PERCENTILES.items():
+                row[column] = pooled.supported(percent)
+            interval = pooled.percentile_interval(99.0)
+            if interval is not None:
+                row["latency_p99_ms_ci_low"], row["latency_p99_ms_ci_high"] = interval
         cv = coefficient_of_variation(list(ok["throughput"].astype(float)))
         row["throughput_cv"] = cv
         # Judged on the medians, so that K repeats give one coherent warning, not K variants.
@@ -99,6 +125,20 @@ def per_level(points: pd.DataFrame) -> pd.DataFrame:
         row["warning"] = "; ".join(warnings)
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
+
+
+def pooled_histogram(
+    group: pd.DataFrame, histograms: Mapping[PointKey, Histogram] | None
+) -> Histogram:
+    """The jobs of a group of points (a level's ok repeats), merged into one histogram."""
+    pooled = Histogram()
+    for row in group.to_dict("records"):
+        rate = None if pd.isna(row["rate"]) else float(row["rate"])
+        key = (str(row["model"]), str(row["interpreter"]), int(row["concurrency"]), rate)
+        histogram = (histograms or {}).get((*key, int(row["repeat"])))
+        if histogram is not None:
+            pooled.merge(histogram)
+    return pooled
 
 
 def level_labels(points: pd.DataFrame) -> pd.Series[str]:

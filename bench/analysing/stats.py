@@ -67,8 +67,10 @@ class Histogram:
 
     def supported(self, percent: float) -> float:
         """The percentile, or NaN when too few values support it (`percentile_interval`)."""
-        return math.nan if rank_interval(self.total, percent / 100.0) is None else (
-            self.percentile(percent)
+        return (
+            math.nan
+            if rank_interval(self.total, percent / 100.0) is None
+            else (self.percentile(percent))
         )
 
     def _rank_bucket(self, rank: int) -> int:
@@ -119,6 +121,12 @@ def rank_interval(n: int, p: float, confidence: float = 0.95) -> tuple[int, int]
     low = _binomial_quantile(n, p, tail)  # the largest k with P(B <= k - 1) <= tail
     high = _binomial_quantile(n, p, 1.0 - tail) + 1  # the smallest k with P(B >= k) <= tail
     return max(low, 1), min(high, n)
+
+
+def jobs_for(percent: float) -> int:
+    """The fewest values whose `percent`-th percentile has an interval (`rank_interval`)."""
+    p = percent / 100.0
+    return max(math.ceil(math.log(0.025) / math.log(q)) for q in (p, 1.0 - p))
 
 
 def _binomial_quantile(n: int, p: float, level: float) -> int:

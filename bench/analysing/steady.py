@@ -3,6 +3,7 @@ on the running counts a point's model publishes (plain Python, for the point pro
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -78,7 +79,7 @@ def throughput_ci(ticks: Sequence[Tick]) -> float:
     if len(ticks) < BATCHES + 1 or ticks[-1].jobs == ticks[0].jobs:
         return math.inf
     edges = [ticks[round(i * (len(ticks) - 1) / BATCHES)] for i in range(BATCHES + 1)]
-    rates = [(b.jobs - a.jobs) / (b.at_s - a.at_s) for a, b in zip(edges, edges[1:])]
+    rates = [(b.jobs - a.jobs) / (b.at_s - a.at_s) for a, b in itertools.pairwise(edges)]
     mean = statistics.fmean(rates)
     return T_975_BATCHES * statistics.stdev(rates) / math.sqrt(BATCHES) / mean
 

@@ -104,8 +104,9 @@ class RunConfig:
     service: str | None = None  # "local", the user's HOST:PORT, or None without one
     models: tuple[str, ...] = ()
     concurrency: tuple[int, ...] = ()
-    warmup_s: float = 0.0
-    duration_s: float = 0.0
+    warmup_s: float | None = 0.0  # None: each point's own (a budget planned them)
+    duration_s: float | None = 0.0
+    budget_s: float | None = None  # the run's time budget, when it had one
     seed: int = 0
     repeat: int = 1
     max_processes: int | None = None
@@ -147,6 +148,8 @@ class RunMeta:
     config: RunConfig = field(default_factory=RunConfig)
     engines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     load_average_end: tuple[float, ...] | None = None
+    # The budget that would have bought every level's jobs (closed runs with a budget).
+    budget_advice_s: float | None = None
 
     @property
     def cores(self) -> int:

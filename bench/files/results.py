@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysing.compare import PointKey
-from bench.analysing.levels import per_level
+from bench.analysing.levels import PointKey, per_level
 from bench.analysing.stats import Histogram
 from bench.analysing.usl import UslFit, fit_models
 from bench.errors import ResultsError, UnknownNameError
@@ -42,7 +41,7 @@ class Results:
     def levels(self) -> pd.DataFrame:
         """One row per model and level across repeats (`bench.analysing.levels.per_level`),
         computed on first use and shared by the report, its findings and its figures."""
-        return per_level(self.points)
+        return per_level(self.points, self.histograms())
 
     @functools.cached_property
     def fits(self) -> dict[str, UslFit]:
@@ -147,9 +146,9 @@ def load_results(run_dir: Path) -> Results:
             points[column] = (
                 ""
                 if column in TEXT_COLUMNS
-                else pd.Series(
-                    pd.NA, index=points.index, dtype=("Int64" if column in COUNT_COLUMNS else float)
-                )
+                else pd.Series(pd.NA, index=points.index, dtype="Int64")
+                if column in COUNT_COLUMNS
+                else pd.Series(float("nan"), index=points.index, dtype=float)
             )
     return Results(run_dir, points[list(POINT_COLUMNS)], meta, tuple(notes))
 

@@ -10,6 +10,10 @@ Schema history (`schema_version` in meta.json):
       Python each point ran under (meta.json `interpreters` describes each).
   3 — meta.json records `suite_version`; the point process's result no longer comes on its
       stdout (points.csv and the histograms are as in 2).
+  4 — a percentile its jobs cannot support (no distribution-free 95% interval: a p99 needs 368
+      jobs) is empty in points.csv, not a number. `warmup_s` (each point's, as its conductor
+      picked it) and `steady`; meta.json `config.budget_s` (then `warmup_s` and `duration_s`
+      are null) and `budget_advice_s`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from bench.analysing.stats import Histogram
 from bench.errors import OutputError
 from bench.files.meta import RunMeta
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 LATENCY_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99, 100.0)
 
 POINT_COLUMNS = (
@@ -52,6 +56,8 @@ POINT_COLUMNS = (
     "timeouts",
     "retries",
     "elapsed_s",
+    "warmup_s",
+    "steady",
     "throughput",
     "latency_p50_ms",
     "latency_p90_ms",
@@ -98,6 +104,7 @@ COUNT_COLUMNS = (
     "retries",
     "late_starts",
     "ctx_switches",
+    "steady",
 )
 
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import math
 import resource
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.analysing.stats import Histogram, bound_per_s
-from bench.analysing.thresholds import ERROR_SHARE
+from bench.analysing.budget import Need, budget_for, plan_windows
+from bench.analysing.stats import Histogram, bound_per_s, jobs_for
+from bench.analysing.steady import Goal
+from bench.analysing.thresholds import (
+    ERROR_SHARE,
+    GOAL_PERCENT,
+    GOAL_THROUGHPUT_CI,
+    STEADY_JOBS,
+)
 from bench.analysing.verdicts import meets_target, point_warnings
 from bench.errors import BenchError
 from bench.files.meta import Interpreter
@@ -36,6 +46,16 @@ _MIN_RATE = 0.1
 _BISECTIONS = 3
 # File descriptors a process needs besides its connections: the interpreter's own, pipes, logs.
 _SPARE_FDS = 64
+# A budgeted point: users join over at most RAMP_S; the warm-up's cap is three times what the
+# level is expected to need, and at least WARMUP_CAP_FLOOR_S; windows last at least
+# SHORTEST_WINDOW_S (the throughput interval's batches need it) when the budget allows, and
+# TICK_FLOOR_S (two of the conductor's looks) when it does not; a point's start and stop is
+# taken to cost OVERHEAD_PRIOR_S until points have measured it.
+RAMP_S = 0.5
+WARMUP_CAP_FLOOR_S = 5.0
+SHORTEST_WINDOW_S = 1.0
+TICK_FLOOR_S = 0.2
+OVERHEAD_PRIOR_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,7 @@ class Progress:
     on_run_dir: Callable[[Path], None] = lambda run_dir: None
     on_start: Callable[[int, int, PointSpec], None] = lambda i, n, spec: None
     on_point: Callable[[Point], None] = lambda point: None
+    on_deadline: Callable[[float], None] = lambda epoch_s: None  # when a budgeted run ends
 
 
 @dataclass(frozen=True)
@@ -69,13 +90,20 @@ class SweepConfig:
     slo_ms: float = math.inf  # open load: the p99 a rate must keep to count as served
     interpreters: tuple[Interpreter, ...] = ()  # --python; () runs points under this one
     engine: Engine = field(default_factory=Engine)  # dask's and celery's cluster or broker
+    # Closed load: seconds the sweep may take, spread over its points, each measuring until its
+    # figures are supported (warmup_s and duration_s are then unused). None: fixed windows.
+    budget_s: float | None = None
 
-    def point_timeout_s(self) -> float:
-        """The hard timeout of each point (an open point may also work off its queue)."""
+    def point_timeout_s(self, spec: PointSpec | None = None) -> float:
+        """The hard timeout of each point, or of `spec` with its own caps (an open point may
+        also work off its queue)."""
         if self.timeout_s is not None:
             return self.timeout_s
-        drain_s = max(self.duration_s, 5.0) if self.load == "open" else 0.0
-        return 2 * (self.warmup_s + self.duration_s) + drain_s + _TIMEOUT_GRACE_S
+        warmup_s, duration_s = (
+            (self.warmup_s, self.duration_s) if spec is None else (spec.warmup_s, spec.duration_s)
+        )
+        drain_s = max(duration_s, 5.0) if self.load == "open" else 0.0
+        return 2 * (warmup_s + duration_s) + drain_s + _TIMEOUT_GRACE_S
 
 
 @dataclass(frozen=True)
@@ -180,10 +208,14 @@ def run_sweep(
     on_start: Callable[[int, int, PointSpec], None] = lambda i, n, spec: None,
     on_point: Callable[[Point], None] = lambda point: None,
     service: Service | None = None,
+    on_advice: Callable[[float], None] = lambda budget_s: None,
 ) -> list[Point]:
     """Run every planned point in turn; a failed point is recorded and the sweep goes on.
 
-    With the tcp transport, every point does its I/O with `service`.
+    With the tcp transport, every point does its I/O with `service`. With a budget, each
+    point's caps and goal are planned just before it runs, from what the points before it
+    measured; at the end `on_advice` hears the budget that would have bought every level's
+    jobs.
     """
     points: list[Point] = []
 
@@ -201,9 +233,115 @@ def run_sweep(
         _search_knees(config, calibration, cores, measure)
         return points
     planned = plan_points(config, calibration)
+    budget = None if config.budget_s is None else Budget(config, planned, cores)
     for i, item in enumerate(planned):
-        measure(i, len(planned), item)
+        if budget is None or item.skip_reason:
+            measure(i, len(planned), item)
+            continue
+        started_s = time.perf_counter()
+        spec = budget.spec(i, item.spec)
+        point = measure(i, len(planned), Planned(spec))
+        budget.record(spec, point, time.perf_counter() - started_s)
+    if budget is not None:
+        on_advice(budget.advice_s())
     return points
+
+
+class Budget:
+    """A closed sweep's time budget: before each point, its warm-up cap, window cap and goal,
+    planned from what the points before it measured (`plan_windows`)."""
+
+    def __init__(self, config: SweepConfig, planned: list[Planned], cores: int) -> None:
+        assert config.budget_s is not None
+        self.config = config
+        self.deadline_s = time.perf_counter() + config.budget_s
+        self.planned = planned
+        self.cores = cores
+        self.goal_jobs = jobs_for(GOAL_PERCENT)
+        self.jobs: dict[LevelKey, int] = collections.Counter()
+        self.throughputs: dict[LevelKey, list[float]] = collections.defaultdict(list)
+        self.warmups: dict[LevelKey, list[float]] = collections.defaultdict(list)
+        self.overheads: list[float] = []
+        # Users join over two job lengths: enough that their jobs do not end in bunches.
+        self.ramp_s = min(RAMP_S, 2 * config.scenario.critical_path_ms() / 1000.0)
+
+    def spec(self, i: int, spec: PointSpec) -> PointSpec:
+        """Point `i` of the plan (`spec`), with its caps and goal."""
+        key = _level_key(spec)
+        needs = self.needs(i)
+        plan = plan_windows(
+            needs, self.deadline_s - time.perf_counter(), self.overhead_s(), SHORTEST_WINDOW_S
+        )
+        need = next(n for n in needs if n.key == key)
+        window_s = plan.windows_s[key]
+        goal = Goal(
+            jobs=math.ceil(need.jobs / need.points),
+            throughput_ci=GOAL_THROUGHPUT_CI * math.sqrt(self.config.repeat),
+            min_s=min(SHORTEST_WINDOW_S, window_s),
+            cap_s=max(window_s, TICK_FLOOR_S),
+        )
+        return dataclasses.replace(
+            spec,
+            warmup_s=max(WARMUP_CAP_FLOOR_S, 3 * need.warmup_s),
+            duration_s=goal.cap_s,
+            goal=goal,
+            ramp_s=self.ramp_s,
+        )
+
+    def needs(self, start: int = 0) -> list[Need]:
+        """What the levels of the points from `start` on still need."""
+        left = collections.Counter(
+            _level_key(item.spec) for item in self.planned[start:] if not item.skip_reason
+        )
+        return [self._need(key, points) for key, points in left.items()]
+
+    def _need(self, key: LevelKey, points: int) -> Need:
+        model, _, level = key
+        one = MODELS[model].one_at_a_time
+        measured = self.throughputs[key]
+        throughput = (
+            statistics.median(measured)
+            if measured
+            else bound_per_s(self.config.scenario, 1 if one else level, self.cores)
+        )
+        # Steady once every user has joined, the queue has filled (a latency of N / X, by
+        # Little's law) and the detector has seen its jobs.
+        prior_s = self.ramp_s + (level + STEADY_JOBS) / max(throughput, 1e-9)
+        warmup_s = max(self.warmups[key]) if self.warmups[key] else prior_s
+        return Need(key, points, max(0, self.goal_jobs - self.jobs[key]), throughput, warmup_s)
+
+    def overhead_s(self) -> float:
+        """What a point costs besides its warm-up and window: starting and stopping it."""
+        return statistics.fmean(self.overheads) if self.overheads else OVERHEAD_PRIOR_S
+
+    def record(self, spec: PointSpec, point: Point, wall_s: float) -> None:
+        """Learn from a point that ran."""
+        row = point.row
+        if row["status"] != "ok":
+            return
+        key = _level_key(spec)
+        self.jobs[key] += int(row["jobs"])
+        self.throughputs[key].append(float(row["throughput"]))
+        self.warmups[key].append(float(row["warmup_s"]))
+        self.overheads.append(max(0.0, wall_s - row["warmup_s"] - row["elapsed_s"]))
+
+    def advice_s(self) -> float:
+        """The budget that would have bought every level's jobs, as measured."""
+        totals = collections.Counter(
+            _level_key(item.spec) for item in self.planned if not item.skip_reason
+        )
+        needs = [
+            dataclasses.replace(self._need(key, points), jobs=self.goal_jobs)
+            for key, points in totals.items()
+        ]
+        return budget_for(needs, self.overhead_s(), SHORTEST_WINDOW_S)
+
+
+LevelKey = tuple[str, str | None, int]  # model, interpreter's path, N
+
+
+def _level_key(spec: PointSpec) -> LevelKey:
+    return spec.model, spec.python, spec.concurrency
 
 
 def _search_knees(
@@ -261,7 +399,7 @@ def _run_point(config: SweepConfig, spec: PointSpec, cores: int, service: Servic
         if service is not None:
             service.ensure()
             spec = spec.with_service(service.address, service.pid)
-        measured = measure_point(spec, config.point_timeout_s())
+        measured = measure_point(spec, config.point_timeout_s(spec))
     except (PointFailed, BenchError) as exc:
         died = "" if service is None else service.died() or service.stalled()
         return _unmeasured(config, spec, cores, "failed", f"{died}: {exc}" if died else str(exc))
@@ -337,21 +475,24 @@ def _measured(
         "retries": measured.retries,
         "elapsed_s": measured.elapsed_s,
         "throughput": throughput,
-        "latency_p50_ms": latency.percentile(50),
-        "latency_p90_ms": latency.percentile(90),
-        "latency_p99_ms": latency.percentile(99),
-        "latency_p999_ms": latency.percentile(99.9),
+        # A percentile too few jobs support is not measured: NaN, never a guess.
+        "latency_p50_ms": latency.supported(50),
+        "latency_p90_ms": latency.supported(90),
+        "latency_p99_ms": latency.supported(99),
+        "latency_p999_ms": latency.supported(99.9),
         "latency_max_ms": latency.max_ms if latency.total else math.nan,
         "latency_mean_ms": latency.mean_ms,
         "cpu_s": measured.cpu_s,
         "cpu_util": measured.cpu_util,
         "rss_peak_mb": measured.rss_peak_mb,
         "ctx_switches": measured.ctx_switches,
+        "warmup_s": measured.warmup_s,
+        "steady": int(measured.steady),
         "drain_s": measured.drain_s,
         "late_starts": measured.late_starts if spec.rate is not None else None,
-        "service_p50_ms": measured.service_histogram.percentile(50),
-        "service_p99_ms": measured.service_histogram.percentile(99),
-        "queue_p99_ms": measured.queue_histogram.percentile(99),
+        "service_p50_ms": measured.service_histogram.supported(50),
+        "service_p99_ms": measured.service_histogram.supported(99),
+        "queue_p99_ms": measured.queue_histogram.supported(99),
         "background_drain_s": measured.background_drain_s,
         "service_cpu_util": measured.service_cpu_s * per_s,
         # Every job that ended was in flight, whatever its outcome.

@@ -4,6 +4,7 @@ on a terminal, plain text elsewhere (a pipe, a CI log, NO_COLOR)."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ class Display:
         self.run_dir = Path()
         self._bar: Any = None
         self._task: Any = None
+        self.deadline_s: float | None = None  # a budgeted run's end, which the ETA counts to
 
     def progress(self) -> Progress:
         """The callbacks that draw this display."""
@@ -56,7 +58,11 @@ class Display:
             on_run_dir=self._run_dir,
             on_start=self._start,
             on_point=self._point,
+            on_deadline=self._deadline,
         )
+
+    def _deadline(self, epoch_s: float) -> None:
+        self.deadline_s = epoch_s
 
     def _run_dir(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -66,13 +72,23 @@ class Display:
         if not self.plain and not self.quiet:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as Bar
+            from rich.text import Text
+
+            deadline_s = self.deadline_s
+
+            class UntilDeadline(TimeRemainingColumn):
+                """The time left of the budget (which the sweep plans its points to fit)."""
+
+                def render(self, task: Any) -> Text:
+                    left_s = max(0, round((deadline_s or 0) - time.time()))
+                    return Text(f"{left_s // 60}:{left_s % 60:02d}", style="progress.remaining")
 
             self._bar = Bar(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("ETA"),
-                TimeRemainingColumn(),
+                TimeRemainingColumn() if deadline_s is None else UntilDeadline(),
             )
             self._task = self._bar.add_task("starting", total=total or None)  # 0: unknown
             self._bar.start()
