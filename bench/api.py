@@ -40,9 +40,10 @@ from bench.version import __version__
 from models import MODELS
 from models.workload import Scenario, calibrate
 
-# Sized so that a full run (7 models x 4 levels x 3 repeats) takes about 5 minutes on 2 cores,
-# with levels low enough to reach steady state in that time: past N=128 a 2 s window on a
-# CPU-bound job mostly sees the start-up transient (the Little's-law warning says so).
+# A full run: 7 models x 4 levels (the fewest a scalability fit needs) x 2 repeats in its 5
+# minutes. Each point costs about 1.2 s to start and stop and 1 s to reach steady state (sync
+# at N: N job lengths) before its window: with 3 repeats those would leave the windows under a
+# fifth of the budget, too little for a p99 anywhere but at the fastest levels.
 DEFAULT_CONCURRENCY = (1, 8, 32, 128)
 QUICK_CONCURRENCY = (16,)
 # A closed run's whole time, set-up and report included, spread over its points, each of which
@@ -53,7 +54,7 @@ _REPORT_S = 8.0
 # Fixed windows: the open load's (and any closed run given one of --warmup, --duration).
 DEFAULT_WARMUP_S, QUICK_WARMUP_S = 1.0, 0.3
 DEFAULT_DURATION_S, QUICK_DURATION_S = 2.0, 1.0
-DEFAULT_REPEAT, QUICK_REPEAT = 3, 1
+DEFAULT_REPEAT, QUICK_REPEAT = 2, 1
 DEFAULT_MAX_PROCESSES = 64
 # The micro-benchmarks' scale: 3.2 s measured here (0.1 would take 2.8 s: mostly start-up).
 MICRO_SCALE = 0.2

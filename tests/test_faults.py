@@ -125,7 +125,7 @@ def test_a_scenario_name_with_slashes_makes_a_safe_run_folder(tmp_path: Path) ->
 
 def test_a_run_without_an_ok_point_keeps_its_report_and_summary(tmp_path: Path) -> None:
     args = ["--models", "processes", "--concurrency", "128", "--max-processes", "64"]
-    assert main(["run", *args, "--out", str(tmp_path), "--quiet", *TINY_RUN]) == 0
+    assert main(["run", *args, "--out", str(tmp_path), "--quiet", *TINY_RUN]) == 1
     (run,) = tmp_path.iterdir()
     page = (run / "report.html").read_text()
     assert "No figure: no point was measured ok" in page
@@ -298,7 +298,7 @@ def test_a_fake_service_fails_its_points_with_the_reason(tmp_path: Path) -> None
         address = f"127.0.0.1:{listener.getsockname()[1]}"
         args = ["--models", "asyncio,threads", "--concurrency", "2", "--service", address]
         assert main(["run", "--scenario", "io-bound", *args, "--out", str(tmp_path), "--quiet",
-                     "--warmup", "0", "--duration", "0.3", "--repeat", "1"]) == 0  # fmt: skip
+                     "--warmup", "0", "--duration", "0.3", "--repeat", "1"]) == 1  # fmt: skip
     finally:  # the acceptor ends before its socket closes under it
         stop.set()
         acceptor.join()

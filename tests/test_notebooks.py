@@ -19,42 +19,63 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 CELL_TIMEOUT_S = 300
 
 
+# The scenarios the notebooks that read a run are run on: the default, whose bound has every
+# limit (success rate, a lock) in play, and the plain one.
+SCENARIOS = ("ecommerce", "io-bound")
+READERS = [p for p in NOTEBOOKS if "BENCH_RUN" in p.read_text()]
+
+
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> Results:
-    """One tiny run, made from inside a running event loop as a notebook cell would make it.
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Results]:
+    """A tiny run of each scenario, made from inside a running event loop as a notebook cell
+    would make it.
 
     Shared by the notebooks that read a run and by the event-loop test below: each run costs
     several seconds (calibration and the runtimes' micro-benchmarks come first).
     """
-    out = tmp_path_factory.mktemp("results")
 
-    async def in_a_cell() -> Results:
+    async def in_a_cell(scenario: str) -> Results:
         asyncio.get_running_loop()  # raises unless a loop runs, as in the kernel
         return bench.run(
-            scenario="io-bound",
+            scenario=scenario,
             models=["sync", "asyncio"],
             concurrency=[1, 2],
             warmup_s=0.0,
             duration_s=0.3,
             repeat=1,
-            out=out,
+            out=tmp_path_factory.mktemp("results"),
         )
 
-    return asyncio.run(in_a_cell())
+    return {scenario: asyncio.run(in_a_cell(scenario)) for scenario in SCENARIOS}
+
+
+@pytest.fixture
+def results(runs: dict[str, Results]) -> Results:
+    """The io-bound run."""
+    return runs["io-bound"]
 
 
 def test_notebooks_are_found() -> None:
     """An empty glob would make the parametrized test below pass by running nothing."""
     assert len(NOTEBOOKS) >= 3
+    assert len(READERS) >= 2
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+@pytest.mark.parametrize(
+    ("path", "scenario"),
+    [(p, s) for p in NOTEBOOKS for s in (SCENARIOS if p in READERS else SCENARIOS[:1])],
+    ids=lambda value: value.name if isinstance(value, Path) else value,
+)
 def test_notebook_runs_top_to_bottom(
-    path: Path, results: Results, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path,
+    scenario: str,
+    runs: dict[str, Results],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every cell runs without an error, and every figure reaches the reader as an image."""
     # The kernel inherits this environment: the run to read, small sweeps, a scratch results dir.
-    monkeypatch.setenv("BENCH_RUN", str(results.run_dir))
+    monkeypatch.setenv("BENCH_RUN", str(runs[scenario].run_dir))
     monkeypatch.setenv("BENCH_NOTEBOOK_QUICK", "1")
     monkeypatch.setenv("BENCH_OUT", str(tmp_path / "results"))
     notebook = nbformat.read(path, as_version=4)

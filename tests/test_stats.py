@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
+from statistics import NormalDist
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.analysing.stats import Histogram, bound_per_s
+from bench.analysing.stats import Histogram, bound_per_s, jobs_for, rank_interval
 from models.scenarios import SCENARIOS
 from models.workload import Dist, IoStep, Lock, Scenario, Stage
 from tests.conftest import histogram_of
@@ -81,3 +83,51 @@ def test_bound_counts_only_the_jobs_that_can_succeed() -> None:
 def test_percentile_rank_has_no_float_error() -> None:
     values = [float(v) for v in range(1, 1001)]
     assert histogram_of(values).percentile(99.9) == pytest.approx(999.0, rel=1e-3)
+
+
+@given(
+    st.sampled_from(["exponential", "uniform", "lognormal"]),
+    st.sampled_from([50.0, 90.0, 99.0]),
+    st.integers(400, 1000),
+    st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=12, deadline=None, derandomize=True)
+def test_percentile_intervals_cover_the_true_percentile_95_percent_of_the_time(
+    kind: str, percent: float, n: int, seed: int
+) -> None:
+    """Over 100 samples of n draws from a distribution with a known percentile, the interval
+    holds it about 95% of the time (at least 95%, as the method promises, less sampling
+    error; and not far above, or the interval would be needlessly wide)."""
+    rng = random.Random(seed)
+    p = percent / 100
+    draw, truth = {
+        "exponential": (lambda: rng.expovariate(1.0), -math.log(1 - p)),
+        "uniform": (lambda: rng.uniform(1.0, 2.0), 1.0 + p),
+        "lognormal": (lambda: rng.lognormvariate(0.0, 1.0), math.exp(NormalDist().inv_cdf(p))),
+    }[kind]
+    covered = 0
+    for _ in range(100):
+        interval = histogram_of([draw() for _ in range(n)]).percentile_interval(percent)
+        assert interval is not None
+        # The histogram's buckets hold values to 0.1%: so is the interval's edge.
+        covered += interval[0] * (1 - 1e-3) <= truth <= interval[1] * (1 + 1e-3)
+    assert covered >= 88  # 95 expected; 88 is over three standard errors below
+
+
+@pytest.mark.parametrize(("percent", "fewest"), [(50.0, 6), (90.0, 36), (99.0, 368), (99.9, 3688)])
+def test_a_percentile_with_too_few_jobs_is_not_measured(percent: float, fewest: int) -> None:
+    assert jobs_for(percent) == fewest
+    short, enough = histogram_of([1.0] * (fewest - 1)), histogram_of([1.0] * fewest)
+    assert short.percentile_interval(percent) is None
+    assert math.isnan(short.supported(percent))
+    assert enough.percentile_interval(percent) == (1.0, 1.0)
+    assert enough.supported(percent) == 1.0
+
+
+def test_the_interval_of_a_median_is_the_textbook_one() -> None:
+    # 100 values: the 95% interval of the median is x(40) to x(61) (Conover, table A3).
+    assert rank_interval(100, 0.5) == (40, 61)
+    assert histogram_of([float(v) for v in range(1, 101)]).percentile_interval(50) == (
+        pytest.approx(40.0, rel=1e-3),
+        pytest.approx(61.0, rel=1e-3),
+    )

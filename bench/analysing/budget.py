@@ -44,9 +44,11 @@ def plan_windows(
     `overhead_s` to start and stop and its level's warm-up.
 
     Levels are funded whole, cheapest first: a level's tail figure rests on the jobs of all
-    its repeats, so half the time for every level would measure none of them. The first level
-    the surplus cannot fund gets what is left of it. When even the shortest windows do not fit,
-    every window shrinks alike (to nothing at worst: the budget then says what it would take).
+    its repeats, so part of the time for every level would measure none of them. What no level
+    can use is spread over every point alike: a funded point closes at its goal, and the time
+    it leaves goes to the points after it when they are planned. When even the shortest
+    windows do not fit, every window shrinks alike (to nothing at worst: the budget then says
+    what it would take).
     """
     fixed_s = sum(n.points * (overhead_s + n.warmup_s) for n in needs)
     points = sum(n.points for n in needs)
@@ -62,9 +64,9 @@ def plan_windows(
             funded.add(need.key)
             surplus_s -= extra_s
         else:
-            windows[need.key] = shortest_s + surplus_s / need.points
-            surplus_s = 0.0
-    return Plan(windows, frozenset(funded))
+            windows[need.key] = shortest_s
+    share_s = surplus_s / max(points, 1)
+    return Plan({key: window_s + share_s for key, window_s in windows.items()}, frozenset(funded))
 
 
 def budget_for(needs: Sequence[Need], overhead_s: float, shortest_s: float) -> float:

@@ -114,8 +114,14 @@ def _degradation(ok: pd.DataFrame) -> list[str]:
             sentences.append(
                 f"{model} degrades under load: {peak['throughput']:.1f} jobs/s at "
                 f"N={peak['concurrency']} falls to {worst['throughput']:.1f} at "
-                f"N={worst['concurrency']} ({loss:.0%} less), while its p99 goes from "
-                f"{peak['latency_p99_ms']:.0f} to {worst['latency_p99_ms']:.0f} ms."
+                f"N={worst['concurrency']} ({loss:.0%} less)"
+                + (
+                    ""
+                    if math.isnan(peak["latency_p99_ms"]) or math.isnan(worst["latency_p99_ms"])
+                    else f", while its p99 goes from {peak['latency_p99_ms']:.0f} to "
+                    f"{worst['latency_p99_ms']:.0f} ms"
+                )
+                + "."
             )
     return sentences
 
@@ -132,11 +138,19 @@ def _one_at_a_time_latency(ok: pd.DataFrame) -> list[str]:
         if len(rows) < 2:
             continue
         first, last = rows.iloc[0], rows.iloc[-1]
+        # The p99 where both ends measured it, else the median (measured at far fewer jobs).
+        column, name = (
+            ("latency_p99_ms", "p99")
+            if not (math.isnan(first["latency_p99_ms"]) or math.isnan(last["latency_p99_ms"]))
+            else ("latency_p50_ms", "median latency")
+        )
+        if math.isnan(first[column]) or math.isnan(last[column]):
+            continue
         sentences.append(
-            f"{model} serves one job at a time: its p99 grows from "
-            f"{first['latency_p99_ms']:.0f} ms at N={first['concurrency']} to "
-            f"{last['latency_p99_ms']:.0f} ms at N={last['concurrency']} "
-            f"({last['latency_p99_ms'] / first['latency_p99_ms']:.0f}x), while its throughput "
+            f"{model} serves one job at a time: its {name} grows from "
+            f"{first[column]:.0f} ms at N={first['concurrency']} to "
+            f"{last[column]:.0f} ms at N={last['concurrency']} "
+            f"({last[column] / first[column]:.0f}x), while its throughput "
             f"stays near {rows['throughput'].median():.1f} jobs/s: every user waits for all "
             "the others."
         )

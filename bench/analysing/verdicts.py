@@ -38,8 +38,8 @@ def point_warnings(row: Mapping[Any, Any]) -> list[str]:
         )
     n, littles_n = row["concurrency"], row["littles_n"]
     # The jobs in flight as the window opens and closes each put up to a latency into or out
-    # of the window's sum: a short window's estimate strays by about sqrt(N) latencies.
-    straying = 3.0 * math.sqrt(n) * row["latency_mean_ms"] / 1000.0 / max(row["elapsed_s"], 1e-9)
+    # of the window's sum: a short window's estimate strays by up to sqrt(N) of the longest.
+    straying = math.sqrt(n) * row["latency_max_ms"] / 1000.0 / max(row["elapsed_s"], 1e-9)
     if row.get("load", "closed") == "closed" and abs(littles_n - n) > (
         LITTLE_TOLERANCE * n + straying
     ):

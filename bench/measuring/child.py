@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from bench.analysing.stats import Histogram
-from bench.analysing.thresholds import LATE_START_S
+from bench.analysing.steady import Tick, throughput_ci
+from bench.analysing.thresholds import BATCHES, LATE_START_S
 from bench.files.run_dir import write_atomically
 from bench.measuring.monitor import Conductor, TreeMonitor, TreeUsage
 from bench.measuring.point import PointResult, PointSpec
@@ -98,6 +99,7 @@ def summarize(
             service.record((r.ended_s - r.started_s) * 1000.0)
             queue.record((r.started_s - r.submitted_s) * 1000.0)
     counted = {r.job_index for r in in_window}
+    served = [r for r in ended if r.outcome == OK and r.job_index not in bad]
     problems = (
         _lost_jobs(window, records) + _lost_updates(tally) + _unfinished(window, tally, verifier)
     )
@@ -107,7 +109,8 @@ def summarize(
         completed=sum(r.outcome == OK for r in records) - len(bad),
         jobs=len(in_window),
         ok=sum(r.outcome == OK and r.job_index not in bad for r in in_window),
-        served=sum(r.outcome == OK and r.job_index not in bad for r in ended),
+        served=len(served),
+        throughput_error=_throughput_error(served, measure_s, stop_s),
         failed=sum(r.outcome == FAILED and r.job_index not in bad for r in in_window),
         timeouts=sum(r.outcome == TIMED_OUT and r.job_index not in bad for r in in_window),
         errors=sum(r.job_index in bad for r in in_window),
@@ -131,6 +134,17 @@ def summarize(
         error_examples=tuple(tally.errors),
         problems=tuple(problems),
     )
+
+
+def _throughput_error(served: list[Finished], measure_s: float, stop_s: float) -> float:
+    """The relative half-width of the window's throughput interval, by batch means over its
+    jobs' ends (`throughput_ci`); NaN for an empty window."""
+    if stop_s <= measure_s:
+        return math.nan
+    ends = sorted(r.ended_s for r in served)
+    edges = [measure_s + (stop_s - measure_s) * i / BATCHES for i in range(BATCHES + 1)]
+    ticks = [Tick(at_s, bisect.bisect_left(ends, at_s), 0.0) for at_s in edges]
+    return throughput_ci(ticks)
 
 
 def _due_in(records: list[Finished], measure_s: float, stop_s: float) -> list[Finished]:

@@ -107,6 +107,7 @@ class PointResult:
     jobs: int  # counted in the window (closed: ended in it; open: due in it)
     ok: int
     served: int  # succeeded, checked out and ended in the window: the throughput's count
+    throughput_error: float  # relative half-width of its 95% interval (batch means)
     failed: int
     timeouts: int
     errors: int  # lost, or a wrong result

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from bench.analysing.findings import findings, open_findings
 from bench.analysing.levels import engine_floors, twin_ratios
+from bench.analysing.stats import jobs_for
 from bench.files.meta import MicroCost, RunMeta
 from bench.files.results import Results, load_results, write_summary
 from bench.files.run_dir import write_atomically
@@ -60,8 +61,9 @@ _LEVEL_COLUMNS = (
     ("95% CI", "throughput_ci"),
     ("CV", "throughput_cv"),
     ("efficiency", "efficiency"),
-    ("p99 ms (median)", "latency_p99_ms"),
+    ("p99 ms (pooled)", "latency_p99_ms"),
     ("95% CI", "latency_p99_ms_ci"),
+    ("jobs", "latency_jobs"),
     ("CPU cores", "cpu_util"),
     ("service CPU", "service_cpu_util"),
     ("RSS MB", "rss_peak_mb"),
@@ -126,8 +128,10 @@ def render(results: Results) -> str:
         *figures,
         "</section>",
         "<section id='levels'><h2>Per model and level</h2>",
-        "<p>Medians over the ok repeats; the 95% confidence interval is Student's t interval "
-        "of the mean, across repeats.</p>",
+        "<p>Medians over the ok repeats, with the throughput's 95% confidence interval "
+        "(Student's t, across repeats). Latency percentiles come from the repeats' jobs pooled, "
+        f"with a distribution-free 95% interval (order statistics); with fewer jobs than it "
+        f"needs ({jobs_for(99)} for a p99) a percentile is not measured: n/a.</p>",
         _table(_levels(results), _LEVEL_COLUMNS),
         "</section>",
         *_twins_html(results),
@@ -313,11 +317,25 @@ def _table(records: list[dict[Hashable, Any]], columns: tuple[tuple[str, str], .
             value = record[column]
             if column == "reason":
                 value = record["reason"] or record["warning"]
+            elif _not_measured(record, column):
+                jobs = record.get("latency_jobs", record.get("jobs"))
+                value = "n/a" + ("" if pd.isna(jobs) else f", {jobs:.0f} jobs")
             text = column in ("model", "status", "reason")
             rows.append(f"<td{' class=text' if text else ''}>{_e(_format(value))}</td>")
         rows.append("</tr>")
     rows.append("</table>")
     return "".join(rows)
+
+
+def _not_measured(record: dict[Hashable, Any], column: str) -> bool:
+    """A percentile of an ok point or level that its jobs were too few to support."""
+    value = record[column]
+    return (
+        record["status"] == "ok"
+        and column.startswith("latency_p")
+        and isinstance(value, float)
+        and math.isnan(value)
+    )
 
 
 def _format(value: Any) -> str:

@@ -35,7 +35,9 @@ _COLUMNS = (
 def _cell(row: dict[str, Any], column: str, fmt: str) -> str:
     value = row.get(column)
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
+        # A percentile of an ok level is NaN only when its jobs were too few to support it.
+        measured = row.get("status") == "ok" and column.startswith("latency_p")
+        return "n/a" if measured else "-"
     return fmt.format(value)
 
 
@@ -105,9 +107,11 @@ class Display:
             return
         row = point.row
         if row["status"] == "ok":
+            p99 = row["latency_p99_ms"]
             text = (
-                f"{row['throughput']:.1f} jobs/s, p99 {row['latency_p99_ms']:.1f} ms, "
-                f"efficiency {row['efficiency']:.2f}"
+                f"{row['throughput']:.1f} jobs/s, "
+                + (f"p99 n/a ({row['jobs']} jobs)" if math.isnan(p99) else f"p99 {p99:.1f} ms")
+                + f", efficiency {row['efficiency']:.2f}"
             )
         else:
             text = f"{row['status']}: {row['reason']}"
