@@ -155,7 +155,7 @@ def test_async_twins_share_state_and_setup(path: Path) -> None:
         ("for user in part.users", "for user in range(window.concurrency)", "start_users"),
         ("window.connections(len(part.users))", "len(part.users) * 2", "start_users"),
         ("whole(window, asyncio.Lock)", "Part(range(9), next, start, [], [])", "start_users"),
-        ("window.start(at_s=part.start())", "window.start()", "start_users"),
+        ("window.start(shared.tally, at_s=part.start())", "window.start()", "start_users"),
     ],
     ids=["stock", "tally", "users", "connections", "whole", "start"],
 )

@@ -58,6 +58,7 @@ def rows(throughputs: list[float], status: str = "ok") -> pd.DataFrame:
         "load": "closed",
         "rate": math.nan,
         "late_starts": math.nan,
+        "throughput_error": 0.02,
     }
     return pd.DataFrame(
         [
@@ -74,6 +75,10 @@ def test_unstable_level_is_flagged() -> None:
     assert level["warning"].startswith("throughput varied 24% between repeats")
     (steady,) = per_level(rows([100.0, 101.0, 99.0])).to_dict("records")
     assert steady["warning"] == ""
+    # Short windows of a heavy-tailed job: each repeat's own interval is +-40%, so a 24% spread
+    # between them is their sampling noise, not the machine.
+    noisy = rows([100.0, 130.0, 80.0]).assign(throughput_error=0.4)
+    assert per_level(noisy).iloc[0]["warning"] == ""
 
 
 def test_level_without_an_ok_repeat_keeps_its_status() -> None:
@@ -88,9 +93,7 @@ def test_level_warnings_come_from_the_medians_once() -> None:
     points.loc[1, "errors"] = 2
     (level,) = per_level(points).to_dict("records")
     assert level["warning"] == (
-        "2 jobs ended in an error (a lost connection or a wrong result); "
-        "only 50 jobs ended in the window, too few for a p99 "
-        "(100 needed): lengthen --duration to about 1 s"
+        "2 jobs ended in an error (a lost connection or a wrong result)"
     )
 
 

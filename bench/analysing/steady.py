@@ -42,9 +42,8 @@ class Goal:
 def is_steady(ticks: Sequence[Tick], concurrency: int, since_s: float) -> bool:
     """Whether a closed load is in steady state at the last tick: over the shortest span back
     from it (not before `since_s`, when the last user joined) that holds STEADY_JOBS jobs,
-    Little's law holds (the summed latency of the jobs that ended, over the span's length, is
-    N within STEADY_TOLERANCE) and the span's two halves served at rates that agree within
-    three standard errors of their counts.
+    Little's law holds: the summed latency of the jobs that ended, over the span's length (the
+    throughput times their mean latency), is N within STEADY_TOLERANCE.
 
     Until then the latencies still grow or shrink with the queue the ramp built: `sync` at
     N > 1, one server for N users, needs about N job lengths before every job it ends had
@@ -59,17 +58,8 @@ def is_steady(ticks: Sequence[Tick], concurrency: int, since_s: float) -> bool:
     )
     if first is None or last.at_s <= first.at_s:
         return False
-    span_s = last.at_s - first.at_s
-    in_flight = (last.latency_s - first.latency_s) / span_s
-    if abs(in_flight - concurrency) > STEADY_TOLERANCE * concurrency:
-        return False
-    middle = min(ticks, key=lambda t: abs(t.at_s - (first.at_s + span_s / 2)))
-    if not first.at_s < middle.at_s < last.at_s:
-        return True
-    early, late = middle.jobs - first.jobs, last.jobs - middle.jobs
-    early_s, late_s = middle.at_s - first.at_s, last.at_s - middle.at_s
-    gap = abs(early / early_s - late / late_s)
-    return gap <= 3.0 * math.sqrt(early / early_s**2 + late / late_s**2)
+    in_flight = (last.latency_s - first.latency_s) / (last.at_s - first.at_s)
+    return abs(in_flight - concurrency) <= STEADY_TOLERANCE * concurrency
 
 
 def throughput_ci(ticks: Sequence[Tick]) -> float:
