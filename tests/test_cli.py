@@ -140,6 +140,7 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert meta["config"]["budget_s"] == 30.0  # the windows were the budget's to plan
     assert meta["config"]["duration_s"] is None
     assert points["warmup_s"].notna().all() and set(points["steady"]) <= {0, 1}
+    assert (points["throughput_error"] > 0).all()
     for row in rows:  # a percentile is a number only when its jobs support it
         assert (row["latency_p99_ms"] == "") == (int(row["jobs"]) < 368), row
 

@@ -92,9 +92,7 @@ def test_level_warnings_come_from_the_medians_once() -> None:
     points["jobs"] = [40, 50, 60]
     points.loc[1, "errors"] = 2
     (level,) = per_level(points).to_dict("records")
-    assert level["warning"] == (
-        "2 jobs ended in an error (a lost connection or a wrong result)"
-    )
+    assert level["warning"] == ("2 jobs ended in an error (a lost connection or a wrong result)")
 
 
 def test_a_busy_service_is_flagged_as_the_possible_limit() -> None:

@@ -475,6 +475,7 @@ def _measured(
         "retries": measured.retries,
         "elapsed_s": measured.elapsed_s,
         "throughput": throughput,
+        "throughput_error": measured.throughput_error,
         # A percentile too few jobs support is not measured: NaN, never a guess.
         "latency_p50_ms": latency.supported(50),
         "latency_p90_ms": latency.supported(90),
