@@ -43,12 +43,22 @@ def test_a_steady_closed_load_is_steady() -> None:
 
 
 def test_one_server_is_steady_only_once_its_queue_has_filled() -> None:
-    # N=16, S=0.1 s: the first 16 jobs wait less than N x S; from job 17 on (1.6 s) every job
-    # waits for 16. The detector needs STEADY_JOBS jobs, mostly of the second kind: by 2.6 s
-    # all ten are; never during the transient.
-    ticks = one_server(16, 0.1, 6.0)
-    first = next(i for i in range(len(ticks)) if is_steady(ticks[: i + 1], 16, since_s=0.0))
-    assert 1.6 < ticks[first].at_s <= 2.6 + 1e-9
+    # N=32, S=0.1 s: the first 32 jobs wait less than N x S; from job 33 on (3.2 s) every job
+    # waits for 32. The detector needs 16 jobs (N/2), mostly of the second kind: by 4.8 s all
+    # of them are; never during the transient.
+    ticks = one_server(32, 0.1, 8.0)
+    first = next(i for i in range(len(ticks)) if is_steady(ticks[: i + 1], 32, since_s=0.0))
+    assert 3.2 < ticks[first].at_s <= 4.8 + 1e-9
+
+
+def test_one_long_job_cannot_carry_a_short_span() -> None:
+    # N=128 still filling: 200 jobs/s at 0.3 s (60 in flight). Then ten jobs end in 0.05 s,
+    # one of them after 5.5 s: over those ten alone Little's law would give 128.
+    ticks = closed_series(128, 200.0, 0.3, 3.0)
+    last = ticks[-1]
+    skewed = [*ticks, Tick(last.at_s + 0.05, last.jobs + 10, last.latency_s + 9 * 0.1 + 5.5)]
+    assert (skewed[-1].latency_s - last.latency_s) / 0.05 == pytest.approx(128)
+    assert not is_steady(skewed, 128, since_s=0.0)
 
 
 def test_a_load_whose_latency_still_grows_is_not_steady() -> None:

@@ -41,9 +41,10 @@ class Goal:
 
 def is_steady(ticks: Sequence[Tick], concurrency: int, since_s: float) -> bool:
     """Whether a closed load is in steady state at the last tick: over the shortest span back
-    from it (not before `since_s`, when the last user joined) that holds STEADY_JOBS jobs,
-    Little's law holds: the summed latency of the jobs that ended, over the span's length (the
-    throughput times their mean latency), is N within STEADY_TOLERANCE.
+    from it (not before `since_s`, when the last user joined) that holds STEADY_JOBS jobs and
+    half of N (so that one job with a long tail cannot carry the sum), Little's law holds: the
+    summed latency of the jobs that ended, over the span's length (the throughput times their
+    mean latency), is N within STEADY_TOLERANCE.
 
     Until then the latencies still grow or shrink with the queue the ramp built: `sync` at
     N > 1, one server for N users, needs about N job lengths before every job it ends had
@@ -52,8 +53,9 @@ def is_steady(ticks: Sequence[Tick], concurrency: int, since_s: float) -> bool:
     if not ticks:
         return False
     last = ticks[-1]
+    jobs = max(STEADY_JOBS, concurrency / 2)
     first = next(
-        (t for t in reversed(ticks) if t.at_s >= since_s and last.jobs - t.jobs >= STEADY_JOBS),
+        (t for t in reversed(ticks) if t.at_s >= since_s and last.jobs - t.jobs >= jobs),
         None,
     )
     if first is None or last.at_s <= first.at_s:

@@ -278,7 +278,9 @@ class Budget:
             jobs=math.ceil(need.jobs / need.points),
             throughput_ci=GOAL_THROUGHPUT_CI * math.sqrt(self.config.repeat),
             min_s=min(SHORTEST_WINDOW_S, window_s),
-            cap_s=max(window_s, TICK_FLOOR_S),
+            # However short the budget, long enough for a median: a window without one is not a
+            # measurement.
+            cap_s=max(window_s, TICK_FLOOR_S, jobs_for(50) / max(need.throughput, 1e-9)),
         )
         return dataclasses.replace(
             spec,
@@ -306,7 +308,7 @@ class Budget:
         )
         # Steady once every user has joined, the queue has filled (a latency of N / X, by
         # Little's law) and the detector has seen its jobs.
-        prior_s = self.ramp_s + (level + STEADY_JOBS) / max(throughput, 1e-9)
+        prior_s = self.ramp_s + (level + max(STEADY_JOBS, level / 2)) / max(throughput, 1e-9)
         warmup_s = max(self.warmups[key]) if self.warmups[key] else prior_s
         return Need(key, points, max(0, self.goal_jobs - self.jobs[key]), throughput, warmup_s)
 
@@ -375,9 +377,11 @@ def _bracket_knee(
     """Search one model's knee: bracket it by doubling (or halving), then bisect."""
 
     def meets(rate: float) -> bool:
-        return meets_target(
-            measure(dataclasses.replace(spec, rate=round(rate, 3))).row, config.slo_ms
-        )
+        point = measure(dataclasses.replace(spec, rate=round(rate, 3)))
+        # The search needs a direction even where too few jobs support a reported p99 (a low
+        # rate): it steers by the jobs it has; the row itself still says not measured.
+        steering = point.row | {"latency_p99_ms": point.histogram.percentile(99)}
+        return meets_target(steering, config.slo_ms)
 
     good, bad = 1000.0 / config.scenario.critical_path_ms(), 0.0  # one user's pace
     if meets(good):
