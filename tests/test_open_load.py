@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import pytest
 
 from bench.analysing.levels import knees, per_level
-from bench.analysing.stats import Histogram
 from bench.files.run_dir import Point
 from bench.measuring import sweep
 from bench.measuring.child import summarize
@@ -20,7 +20,7 @@ from bench.measuring.sweep import Planned, SweepConfig
 from models import MODELS
 from models.load import Record, Tally, Window, arrivals, finished
 from models.workload import OK, Verifier, draw_job
-from tests.conftest import TINY, TINY_CALIBRATION
+from tests.conftest import TINY, TINY_CALIBRATION, histogram_of
 
 
 def test_poisson_arrivals_have_the_asked_mean_rate() -> None:
@@ -135,8 +135,9 @@ def test_auto_search_brackets_then_bisects_to_the_knee(capacity: float) -> None:
         assert rate is not None
         offered.append(rate)
         p99 = 10.0 if rate <= capacity else 1000.0
-        row = {"status": "ok", "latency_p99_ms": p99, "errors": 0, "jobs": 100}
-        return Point(row, Histogram())
+        row = {"status": "ok", "latency_p99_ms": math.nan, "errors": 0, "jobs": 100}
+        # 100 jobs: too few for a reported p99, enough for the search to steer by.
+        return Point(row, histogram_of([p99] * 100))
 
     sweep._search_knees(config, TINY_CALIBRATION, 2, fake_measure)
     assert offered[0] == pytest.approx(1000.0 / TINY.critical_path_ms(), rel=1e-3)

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -285,9 +286,9 @@ def test_the_per_level_table_is_computed_once_per_report(
 ) -> None:
     calls = []
 
-    def counted(points: pd.DataFrame) -> pd.DataFrame:
+    def counted(points: pd.DataFrame, histograms: Any = None) -> pd.DataFrame:
         calls.append(len(points))
-        return per_level(points)
+        return per_level(points, histograms)
 
     monkeypatch.setattr(results_module, "per_level", counted)
     build_report(run.run_dir)

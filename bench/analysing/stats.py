@@ -66,12 +66,13 @@ class Histogram:
         return None if ranks is None else (self.at_rank(ranks[0]), self.at_rank(ranks[1]))
 
     def supported(self, percent: float) -> float:
-        """The percentile, or NaN when too few values support it (`percentile_interval`)."""
-        return (
-            math.nan
-            if rank_interval(self.total, percent / 100.0) is None
-            else (self.percentile(percent))
-        )
+        """The percentile, or NaN when too few values support it (`percentile_interval`); the
+        0th and the 100th are the smallest and largest values, facts of the sample."""
+        if self.total and (percent <= 0 or percent >= 100):
+            return self.percentile(percent)
+        if rank_interval(self.total, percent / 100.0) is None:
+            return math.nan
+        return self.percentile(percent)
 
     def _rank_bucket(self, rank: int) -> int:
         seen = 0

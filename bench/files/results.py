@@ -80,7 +80,8 @@ class Results:
     def latency(
         self, model: str, concurrency: int, percentiles: Sequence[float] = LATENCY_PERCENTILES
     ) -> pd.DataFrame:
-        """Percentiles of one model and level, recomputed from its stored histogram."""
+        """Percentiles of one model and level, recomputed from its stored histograms (pooled
+        over repeats); NaN for a percentile too few jobs support."""
         histogram = self.histogram(model, concurrency)
         if histogram is None:
             raise UnknownNameError(
@@ -90,7 +91,7 @@ class Results:
         return pd.DataFrame(
             {
                 "percentile": list(percentiles),
-                "latency_ms": [histogram.percentile(p) for p in percentiles],
+                "latency_ms": [histogram.supported(p) for p in percentiles],
             }
         )
 

@@ -141,7 +141,10 @@ def latency(data: Results | pd.DataFrame) -> Figure:
     ):
         _plot_series(ax, points, column)
         _concurrency_axis(ax, _levels(points))
-        ax.set_yscale("log")
+        if (points[column] > 0).any():
+            ax.set_yscale("log")
+        else:  # a percentile its jobs did not support is left out, never drawn as a guess
+            ax.text(0.5, 0.5, "not measured: too few jobs", transform=ax.transAxes, ha="center")
         ax.set_title(f"{name} latency")
     axes[0].set_ylabel("latency (ms)")
     _note_missing(axes[1], points)
@@ -252,7 +255,8 @@ def spectrum(results: Results, concurrency: int | None = None) -> Figure:
         if histogram is None or histogram.total == 0:
             ax.plot([], [], "x", color=model_colour(model), label=f"{model} (no data)")
             continue
-        values = [histogram.percentile(p) for p in SPECTRUM_PERCENTILES]
+        # Only the percentiles its jobs support: the line stops where the data do.
+        values = [histogram.supported(p) for p in SPECTRUM_PERCENTILES]
         ax.plot(x, values, "-o", color=model_colour(model), label=model, markersize=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
