@@ -12,7 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.analysing.budget import Need, budget_for, plan_windows
-from bench.analysing.steady import Goal, Tick, has_enough, is_steady, throughput_ci
+from bench.analysing.steady import (
+    Goal,
+    Tick,
+    has_enough,
+    is_steady,
+    throughput_ci,
+    throughput_error,
+)
 from models.load import Ledger, Record
 
 TICK_S = 0.1
@@ -72,7 +79,7 @@ def test_nothing_is_steady_before_the_last_user_joins() -> None:
 
 
 def test_throughput_interval_narrows_with_a_steady_rate_and_is_infinite_without_ticks() -> None:
-    assert throughput_ci(closed_series(8, 100.0, 0.08, 0.5)) == math.inf  # 5 ticks < 10 batches
+    assert throughput_ci(closed_series(8, 100.0, 0.08, 0.2)) == math.inf  # 2 ticks: 2 batches
     assert throughput_ci(closed_series(8, 100.0, 0.08, 3.0)) == pytest.approx(0.0, abs=1e-9)
     wobbly = [Tick(i * TICK_S, 10.0 * i + (3 if i % 2 else 0), 0.0) for i in range(31)]
     assert 0 < throughput_ci(wobbly) < math.inf
@@ -160,3 +167,19 @@ def test_a_process_publishes_only_what_is_new(tmp_path: Path) -> None:
     ledger.next_s = 0.0  # past the publishing period
     ledger.publish(records)
     assert ledger.totals() == (2.0, 3.0)
+
+
+def test_a_level_already_bought_stays_bought_before_cheaper_ones() -> None:
+    dear = Need("dear", points=1, jobs=184, throughput=10.0, warmup_s=0.5)  # 18.4 s
+    cheap = Need("cheap", points=1, jobs=184, throughput=20.0, warmup_s=0.5)  # 9.2 s
+    plan = plan_windows([dear, cheap], left_s=23.0, overhead_s=1.0, shortest_s=1.0)
+    assert plan.funded == {"cheap"}
+    kept = plan_windows([dear, cheap], 23.0, 1.0, 1.0, first={"dear"})
+    assert kept.funded == {"dear"}
+
+
+def test_a_window_too_short_for_its_jobs_has_an_unknown_error() -> None:
+    # 1 s jobs in a 2 s window: fewer than three batches of two latencies each.
+    assert throughput_error(closed_series(4, 4.0, 1.0, 2.0)) == (math.inf, 0)
+    error, batches = throughput_error(closed_series(4, 40.0, 0.1, 2.0))
+    assert batches == 10 and error == pytest.approx(0.0, abs=1e-9)

@@ -4,7 +4,7 @@ cheapest first, so that as many levels as the budget allows measure their figure
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 
 
@@ -38,13 +38,18 @@ class Plan:
 
 
 def plan_windows(
-    needs: Sequence[Need], left_s: float, overhead_s: float, shortest_s: float
+    needs: Sequence[Need],
+    left_s: float,
+    overhead_s: float,
+    shortest_s: float,
+    first: Collection[Hashable] = (),
 ) -> Plan:
     """Windows for the points still to run within `left_s` seconds, each point also taking
     `overhead_s` to start and stop and its level's warm-up.
 
-    Levels are funded whole, cheapest first: a level's tail figure rests on the jobs of all
-    its repeats, so part of the time for every level would measure none of them. What no level
+    Levels are funded whole, those in `first` (funded by earlier plans, whose points have
+    spent on them already) and then the cheapest: a level's tail figure rests on the jobs of
+    all its repeats, so part of the time for every level would measure none of them. What no level
     can use is spread over every point alike: a funded point closes at its goal, and the time
     it leaves goes to the points after it when they are planned. When even the shortest
     windows do not fit, every window shrinks alike (to nothing at worst: the budget then says
@@ -57,7 +62,9 @@ def plan_windows(
         shrunk_s = max(0.0, shortest_s + surplus_s / max(points, 1))
         return Plan({n.key: shrunk_s for n in needs}, frozenset())
     windows, funded = {}, set()
-    for need in sorted(needs, key=lambda n: n.points * n.window_s(shortest_s)):
+    for need in sorted(
+        needs, key=lambda n: (n.key not in first, n.points * n.window_s(shortest_s))
+    ):
         extra_s = need.points * (need.window_s(shortest_s) - shortest_s)
         if extra_s <= surplus_s:
             windows[need.key] = need.window_s(shortest_s)

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from bench.analysing.stats import Histogram
-from bench.analysing.thresholds import CV_WARNING, T_975_BATCHES
+from bench.analysing.thresholds import CV_WARNING
 from bench.analysing.verdicts import meets_target, point_warnings
 from models import ENGINE_MODELS, MODELS
 
@@ -114,12 +114,19 @@ def per_level(
                 row["latency_p99_ms_ci_low"], row["latency_p99_ms_ci_high"] = interval
         cv = coefficient_of_variation(list(ok["throughput"].astype(float)))
         row["throughput_cv"] = cv
-        # Judged on the medians, so that K repeats give one coherent warning, not K variants.
+        # Judged on the medians, so that K repeats give one coherent warning, not K variants;
+        # but Little's law only where most repeats broke it, each over its own window (a median
+        # of the estimates and one of the windows' lengths belong to no window).
         warnings = point_warnings(row) if len(ok) else []
+        broke = ok["warning"].astype(str).str.contains("Little's law").sum()
+        if 2 * broke <= len(ok):
+            warnings = [w for w in warnings if not w.startswith("Little's law")]
         # Each repeat's throughput has its own sampling error (a short window of a job with a
         # heavy tail); only variation well beyond it says the machine moved.
-        sampling = float(ok["throughput_error"].astype(float).median()) / T_975_BATCHES
-        if cv >= CV_WARNING and not cv <= 3 * sampling:
+        # (Unknown for a window too short to tell: then the machine cannot be blamed either.)
+        sampling = float(ok["throughput_error"].astype(float).median())
+        sampling = 0.0 if math.isnan(sampling) else sampling  # a run older than the column
+        if cv >= CV_WARNING and cv > 3 * sampling:
             warnings.insert(
                 0,
                 f"throughput varied {cv:.0%} between repeats: the machine was busy or "

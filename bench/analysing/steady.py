@@ -9,12 +9,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.analysing.thresholds import (
-    BATCHES,
-    STEADY_JOBS,
-    STEADY_TOLERANCE,
-    T_975_BATCHES,
-)
+from bench.analysing.thresholds import BATCHES, STEADY_JOBS, STEADY_TOLERANCE, T_975
 
 
 @dataclass(frozen=True)
@@ -64,16 +59,29 @@ def is_steady(ticks: Sequence[Tick], concurrency: int, since_s: float) -> bool:
     return abs(in_flight - concurrency) <= STEADY_TOLERANCE * concurrency
 
 
-def throughput_ci(ticks: Sequence[Tick]) -> float:
-    """The relative half-width of throughput's 95% interval over the ticks (from the first,
-    the window's opening), by batch means: BATCHES equal spans of ticks, Student's t on their
-    rates. Infinite while there are too few ticks or no job."""
-    if len(ticks) < BATCHES + 1 or ticks[-1].jobs == ticks[0].jobs:
-        return math.inf
-    edges = [ticks[round(i * (len(ticks) - 1) / BATCHES)] for i in range(BATCHES + 1)]
+def throughput_error(ticks: Sequence[Tick]) -> tuple[float, int]:
+    """The relative standard error of throughput over the ticks (from the first, the window's
+    opening), by batch means, and the number of batches: up to BATCHES equal spans, each at
+    least two mean latencies long (shorter batches share jobs in flight and would understate
+    the error). Infinite, with no batches, while the window holds fewer than three."""
+    if len(ticks) < 2 or ticks[-1].jobs == ticks[0].jobs:
+        return math.inf, 0
+    first, last = ticks[0], ticks[-1]
+    latency_s = (last.latency_s - first.latency_s) / (last.jobs - first.jobs)
+    span_s = last.at_s - first.at_s
+    batches = min(BATCHES, len(ticks) - 1, math.floor(span_s / max(2 * latency_s, 1e-9)))
+    if batches < 3:
+        return math.inf, 0
+    edges = [ticks[round(i * (len(ticks) - 1) / batches)] for i in range(batches + 1)]
     rates = [(b.jobs - a.jobs) / (b.at_s - a.at_s) for a, b in itertools.pairwise(edges)]
-    mean = statistics.fmean(rates)
-    return T_975_BATCHES * statistics.stdev(rates) / math.sqrt(BATCHES) / mean
+    return statistics.stdev(rates) / math.sqrt(batches) / statistics.fmean(rates), batches
+
+
+def throughput_ci(ticks: Sequence[Tick]) -> float:
+    """The relative half-width of throughput's 95% interval over the ticks (Student's t on the
+    batch means of `throughput_error`); infinite while there are too few batches."""
+    error, batches = throughput_error(ticks)
+    return math.inf if batches == 0 else T_975[batches - 1] * error
 
 
 def has_enough(ticks: Sequence[Tick], goal: Goal) -> bool:

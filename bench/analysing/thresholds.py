@@ -15,10 +15,10 @@ GOAL_THROUGHPUT_CI = 0.05
 # within this share of N.
 STEADY_JOBS = 10
 STEADY_TOLERANCE = 0.05
-# A window's throughput interval: batch means over this many batches, and Student's t for
-# their 9 degrees of freedom.
+# A window's throughput interval: batch means over at most this many batches, and Student's
+# t (97.5% quantile) by degrees of freedom, 1 to 9.
 BATCHES = 10
-T_975_BATCHES = 2.262
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 # A job that starts later than this after it was due, with a user free, started late; epoll
 # waits in whole milliseconds, so a timer may fire up to 1 ms late with nothing wrong.
 LATE_START_S = 0.002

@@ -12,9 +12,9 @@ Schema history (`schema_version` in meta.json):
       stdout (points.csv and the histograms are as in 2).
   4 — a percentile its jobs cannot support (no distribution-free 95% interval: a p99 needs 368
       jobs) is empty in points.csv, not a number. `warmup_s` (each point's, as its conductor
-      picked it), `steady`, and `throughput_error` (the relative half-width of the point's 95%
-      throughput interval, by batch means); meta.json `config.budget_s` (then `warmup_s` and
-      `duration_s` are null) and `budget_advice_s`.
+      picked it), `steady`, and `throughput_error` (the relative standard error of the point's
+      throughput, by batch means; inf when its window is too short to tell); meta.json
+      `config.budget_s` (then `warmup_s` and `duration_s` are null) and `budget_advice_s`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import itertools
 import math
 import os
 import resource
@@ -21,8 +22,8 @@ import time
 from pathlib import Path
 
 from bench.analysing.stats import Histogram
-from bench.analysing.steady import Tick, throughput_ci
-from bench.analysing.thresholds import BATCHES, LATE_START_S
+from bench.analysing.steady import Tick, throughput_error
+from bench.analysing.thresholds import LATE_START_S
 from bench.files.run_dir import write_atomically
 from bench.measuring.monitor import Conductor, TreeMonitor, TreeUsage
 from bench.measuring.point import PointResult, PointSpec
@@ -37,6 +38,9 @@ from models.workload import (
     background,
     draw_job,
 )
+
+# The window's ends are counted at this many edges, for batches of any length.
+_EDGES = 100
 
 
 def measure(spec: PointSpec, folder: Path) -> PointResult:
@@ -137,14 +141,16 @@ def summarize(
 
 
 def _throughput_error(served: list[Finished], measure_s: float, stop_s: float) -> float:
-    """The relative half-width of the window's throughput interval, by batch means over its
-    jobs' ends (`throughput_ci`); NaN for an empty window."""
+    """The relative standard error of the window's throughput, by batch means over its jobs'
+    ends (`throughput_error`); infinite when the window is too short to tell."""
     if stop_s <= measure_s:
-        return math.nan
-    ends = sorted(r.ended_s for r in served)
-    edges = [measure_s + (stop_s - measure_s) * i / BATCHES for i in range(BATCHES + 1)]
-    ticks = [Tick(at_s, bisect.bisect_left(ends, at_s), 0.0) for at_s in edges]
-    return throughput_ci(ticks)
+        return math.inf
+    ordered = sorted(served, key=lambda r: r.ended_s)
+    ends = [r.ended_s for r in ordered]
+    summed = [0.0, *itertools.accumulate(r.ended_s - r.submitted_s for r in ordered)]
+    edges = [measure_s + (stop_s - measure_s) * i / _EDGES for i in range(_EDGES + 1)]
+    ticks = [Tick(at_s, (ended := bisect.bisect_left(ends, at_s)), summed[ended]) for at_s in edges]
+    return throughput_error(ticks)[0]
 
 
 def _due_in(records: list[Finished], measure_s: float, stop_s: float) -> list[Finished]:

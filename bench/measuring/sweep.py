@@ -9,7 +9,7 @@ import math
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +50,14 @@ _SPARE_FDS = 64
 # level is expected to need, and at least WARMUP_CAP_FLOOR_S; windows last at least
 # SHORTEST_WINDOW_S (the throughput interval's batches need it) when the budget allows, and
 # TICK_FLOOR_S (two of the conductor's looks) when it does not; a point's start and stop is
-# taken to cost OVERHEAD_PRIOR_S until points have measured it.
+# taken to cost OVERHEAD_PRIOR_S, and its warm-up at least WARMUP_PRIOR_S, until points of it
+# have measured them.
 RAMP_S = 0.5
 WARMUP_CAP_FLOOR_S = 5.0
 SHORTEST_WINDOW_S = 1.0
 TICK_FLOOR_S = 0.2
-OVERHEAD_PRIOR_S = 1.0
+OVERHEAD_PRIOR_S = 1.5
+WARMUP_PRIOR_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,7 @@ class Budget:
         self.throughputs: dict[LevelKey, list[float]] = collections.defaultdict(list)
         self.warmups: dict[LevelKey, list[float]] = collections.defaultdict(list)
         self.overheads: list[float] = []
+        self.funded: set[Hashable] = set()  # levels a plan has bought: kept bought after it
         # Users join over two job lengths: enough that their jobs do not end in bunches.
         self.ramp_s = min(RAMP_S, 2 * config.scenario.critical_path_ms() / 1000.0)
 
@@ -270,8 +273,13 @@ class Budget:
         key = _level_key(spec)
         needs = self.needs(i)
         plan = plan_windows(
-            needs, self.deadline_s - time.perf_counter(), self.overhead_s(), SHORTEST_WINDOW_S
+            needs,
+            self.deadline_s - time.perf_counter(),
+            self.overhead_s(),
+            SHORTEST_WINDOW_S,
+            self.funded,
         )
+        self.funded |= plan.funded
         need = next(n for n in needs if n.key == key)
         window_s = plan.windows_s[key]
         goal = Goal(
@@ -308,7 +316,12 @@ class Budget:
         )
         # Steady once every user has joined, the queue has filled (a latency of N / X, by
         # Little's law) and the detector has seen its jobs.
-        prior_s = self.ramp_s + (level + max(STEADY_JOBS, level / 2)) / max(throughput, 1e-9)
+        # A level not yet measured is taken to need WARMUP_PRIOR_S at least: the bound's
+        # throughput is optimistic, and a plan that overspends early starves the last points.
+        prior_s = max(
+            WARMUP_PRIOR_S,
+            self.ramp_s + (level + max(STEADY_JOBS, level / 2)) / max(throughput, 1e-9),
+        )
         warmup_s = max(self.warmups[key]) if self.warmups[key] else prior_s
         return Need(key, points, max(0, self.goal_jobs - self.jobs[key]), throughput, warmup_s)
 
