@@ -38,6 +38,17 @@ def test_only_jobs_ending_in_the_window_count() -> None:
     assert summary.problems == ()
 
 
+def test_the_edges_say_how_far_they_move_littles_estimate() -> None:
+    def spanning(index: int, submitted_s: float, ended_s: float) -> Record:
+        return (index, submitted_s, submitted_s, ended_s, record(index, ended_s)[4], OK)
+
+    # The window is 101-111 s: job 0 ran 2 s before it, job 2 ran 1 s in it and ended after.
+    tally = Tally(records=[spanning(0, 99.0, 102.0), spanning(1, 104.0, 105.0),
+                           spanning(2, 110.0, 113.0)])  # fmt: skip
+    summary = summarize(WINDOW, tally, USAGE, returned_s=114.0)
+    assert summary.edge_n == 0.3  # (2 s + 1 s) over 10 s
+
+
 def test_errors_and_impossible_outcomes_are_errors() -> None:
     # Nothing in TINY can fail: a FAILED job is as wrong as a lost one or a bad checksum.
     bad_checksum = (*record(2, 103.0)[:4], 12345, OK)

@@ -44,7 +44,8 @@ def test_a_point_spec_survives_its_json() -> None:
 
 def test_a_point_result_survives_its_json() -> None:
     result = PointResult(
-        submitted=5, completed=4, jobs=4, ok=3, served=3, throughput_error=0.2, failed=1,
+        submitted=5, completed=4, jobs=4, ok=3, served=3, throughput_error=0.2, edge_n=0.5,
+        failed=1,
         timeouts=0, errors=0, retries=2, elapsed_s=1.5, warmup_s=0.5, steady=False,
         drain_s=0.01, background_drain_s=math.nan, cpu_s=0.4,
         service_cpu_s=math.nan, ctx_switches=17, rss_peak_mb=30.5, late_starts=1, unserved=0,

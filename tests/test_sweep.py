@@ -108,6 +108,7 @@ def summary_of(latencies_ms: list[float], errors: int = 0) -> PointResult:
         ok=len(latencies_ms),
         served=len(latencies_ms),
         throughput_error=0.05,
+        edge_n=0.0,
         failed=0,
         timeouts=0,
         errors=errors,

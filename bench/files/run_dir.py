@@ -13,7 +13,8 @@ Schema history (`schema_version` in meta.json):
   4 — a percentile its jobs cannot support (no distribution-free 95% interval: a p99 needs 368
       jobs) is empty in points.csv, not a number. `warmup_s` (each point's, as its conductor
       picked it), `steady`, and `throughput_error` (the relative standard error of the point's
-      throughput, by batch means; inf when its window is too short to tell); meta.json
+      throughput, by batch means; inf when its window is too short to tell); `edge_n` (how
+      far the window's edges can move `littles_n`, in jobs); meta.json
       `config.budget_s` (then `warmup_s` and `duration_s` are null) and `budget_advice_s`.
 """
 
@@ -79,6 +80,7 @@ POINT_COLUMNS = (
     "background_drain_s",
     "service_cpu_util",
     "littles_n",
+    "edge_n",
     "bound",
     "efficiency",
 )

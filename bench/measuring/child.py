@@ -115,6 +115,7 @@ def summarize(
         ok=sum(r.outcome == OK and r.job_index not in bad for r in in_window),
         served=len(served),
         throughput_error=_throughput_error(served, measure_s, stop_s),
+        edge_n=_edge_n(records, measure_s, stop_s),
         failed=sum(r.outcome == FAILED and r.job_index not in bad for r in in_window),
         timeouts=sum(r.outcome == TIMED_OUT and r.job_index not in bad for r in in_window),
         errors=sum(r.job_index in bad for r in in_window),
@@ -138,6 +139,20 @@ def summarize(
         error_examples=tuple(tally.errors),
         problems=tuple(problems),
     )
+
+
+def _edge_n(records: list[Finished], measure_s: float, stop_s: float) -> float:
+    """How far the window's edges can move Little's estimate (throughput x mean latency of the
+    jobs that ended in it), in jobs in flight: the time before the window of the jobs that ended
+    in it (counted, though not in the window), plus the time in the window of the jobs that
+    ended after it (in the window, not counted), over the window's length."""
+    if stop_s <= measure_s:
+        return math.nan
+    before = sum(measure_s - r.submitted_s for r in records if measure_s <= r.ended_s < stop_s
+                 and r.submitted_s < measure_s)  # fmt: skip
+    after = sum(stop_s - max(r.submitted_s, measure_s) for r in records
+                if r.ended_s >= stop_s and r.submitted_s < stop_s)  # fmt: skip
+    return (before + after) / (stop_s - measure_s)
 
 
 def _throughput_error(served: list[Finished], measure_s: float, stop_s: float) -> float:

@@ -107,7 +107,8 @@ class PointResult:
     jobs: int  # counted in the window (closed: ended in it; open: due in it)
     ok: int
     served: int  # succeeded, checked out and ended in the window: the throughput's count
-    throughput_error: float  # relative half-width of its 95% interval (batch means)
+    throughput_error: float  # relative standard error of the throughput (batch means)
+    edge_n: float  # how far the window's edges can move Little's estimate, in jobs
     failed: int
     timeouts: int
     errors: int  # lost, or a wrong result

@@ -515,6 +515,7 @@ def _measured(
         "service_cpu_util": measured.service_cpu_s * per_s,
         # Every job that ended was in flight, whatever its outcome.
         "littles_n": latency.total * per_s * latency.mean_ms / 1000.0,
+        "edge_n": measured.edge_n,
         "efficiency": throughput / row["bound"] if row["bound"] > 0 else math.nan,
     }
     row["warning"] = "; ".join(point_warnings(row))
