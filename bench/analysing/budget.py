@@ -32,10 +32,6 @@ class Plan:
     windows_s: dict[Hashable, float]
     funded: frozenset[Hashable]
 
-    def total_s(self, needs: Sequence[Need], overhead_s: float) -> float:
-        """The time the plan takes."""
-        return sum(n.points * (overhead_s + n.warmup_s + self.windows_s[n.key]) for n in needs)
-
 
 def plan_windows(
     needs: Sequence[Need],
