@@ -25,7 +25,7 @@ from bench.analysing.stats import Histogram
 from bench.analysing.steady import Tick, throughput_error
 from bench.analysing.thresholds import LATE_START_S
 from bench.files.run_dir import write_atomically
-from bench.measuring.monitor import Conductor, TreeMonitor, TreeUsage
+from bench.measuring.monitor import Conductor, Stall, TreeMonitor, TreeUsage
 from bench.measuring.point import PointResult, PointSpec
 from models import MODELS
 from models.load import STOCK_START, Finished, Ledger, Tally, Window, finished
@@ -41,23 +41,36 @@ from models.workload import (
 
 # The window's ends are counted at this many edges, for batches of any length.
 _EDGES = 100
+# A closed point whose jobs stop ending for STALL_S plus STALL_PATHS critical paths is failed
+# then, not at its hard timeout: a healthy model ends N jobs per job length, and a job 20 times
+# the mean of an exponential wait comes once in 10^9.
+STALL_S = 10.0
+STALL_PATHS = 20.0
 
 
 def measure(spec: PointSpec, folder: Path) -> PointResult:
     """Run the point `spec` and summarise it (`folder`: where its ledger file goes)."""
     announce_read, announce_write = os.pipe()
     conductor = None
-    path = None
-    if spec.goal is not None:
+    path = shared = None
+    if spec.rate is None:  # a closed load's users publish their jobs to the ledger
         path = str(folder / "ledger")
         # A slot per process that may serve users: at most one per user, and the parent.
-        ramp_s = spec.warmup_s if spec.ramp_s is None else spec.ramp_s
         shared = Ledger.create(path, spec.concurrency + 1)
-        conductor = Conductor(shared, spec.concurrency, ramp_s, spec.goal)
+        if spec.goal is not None:
+            ramp_s = spec.warmup_s if spec.ramp_s is None else spec.ramp_s
+            conductor = Conductor(shared, spec.concurrency, ramp_s, spec.goal)
     window = spec.window(announce_write, path)
     model = MODELS[spec.model]
+    # No job of a closed load ending for this long: the model, or its service, has stopped.
+    stall_s = STALL_S + STALL_PATHS * spec.scenario.critical_path_ms() / 1000.0
     monitor = TreeMonitor(
-        announce_read, window.warmup_s, window.duration_s, spec.service_pid, conductor
+        announce_read,
+        window.warmup_s,
+        window.duration_s,
+        spec.service_pid,
+        conductor,
+        None if shared is None else Stall(shared, stall_s),
     )
     monitor.start()
     tally = model.runner()(window)

@@ -8,6 +8,7 @@ import math
 import os
 import resource
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,9 @@ from models.load import Ledger
 _SAMPLE_PERIOD_S = 0.2
 # How often the monitor wakes: to sample, and for a conductor to look at the ledger.
 TICK_S = 0.1
+# Once the window has closed no job may end for a while yet (background work, the model's own
+# teardown: a cluster or a broker stopping), so a stall takes this many times as long.
+AFTER_WINDOW_STALL = 3.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -81,6 +85,34 @@ class Conductor:
         return now_s
 
 
+class Stall:
+    """Watches a closed load's ledger while users take jobs: no job ending for `limit_s` means
+    the model or its service has stopped, and the point ends then with that reason."""
+
+    def __init__(self, ledger: Ledger, limit_s: float) -> None:
+        self.ledger = ledger
+        self.limit_s = limit_s
+        self.jobs = -1.0
+        self.since_s = time.perf_counter()
+
+    def check(self) -> None:
+        """End this process, saying why, if no job has ended for the limit."""
+        jobs, _ = self.ledger.totals()
+        now_s = time.perf_counter()
+        if jobs != self.jobs:
+            self.jobs, self.since_s = jobs, now_s
+        elif now_s - self.since_s > self.limit_s:
+            # The model's threads are stuck where no exception reaches them: end the process,
+            # whose parent kills what it started and records the point as failed with this.
+            print(
+                f"no job ended for {self.limit_s:.0f} s: the model or its service stopped "
+                "answering",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(3)
+
+
 class TreeMonitor(threading.Thread):
     """Waits for the window to start, then reads the process tree exactly at its edges: fixed
     ones, or those a `Conductor` picks."""
@@ -92,12 +124,14 @@ class TreeMonitor(threading.Thread):
         duration_s: float,
         service_pid: int | None,
         conductor: Conductor | None = None,
+        stall: Stall | None = None,
     ) -> None:
         super().__init__(daemon=True)
         self.announce_fd = announce_fd
         self.warmup_s = warmup_s
         self.duration_s = duration_s
         self.conductor = conductor
+        self.stall = stall
         self.finished = threading.Event()
         self.usage = TreeUsage()
         self.failure: Exception | None = None
@@ -123,6 +157,8 @@ class TreeMonitor(threading.Thread):
         if len(announced) < 8:  # the model ended before starting its window
             return
         started_s = self.usage.started_s = struct.unpack("d", announced)[0]
+        if self.stall is not None:  # the model's start-up, however long, is not a stall
+            self.stall.since_s = time.perf_counter()
         cap_s = started_s + self.warmup_s
         conductor = self.conductor
         if conductor is None:
@@ -147,6 +183,8 @@ class TreeMonitor(threading.Thread):
         self.usage.ctx_switches = sum(
             ctx - at_open[pid][1] for pid, (_, ctx) in at_close.items() if pid in at_open
         )
+        if self.stall is not None:  # after the window: its jobs drain, then the model stops
+            self.stall.limit_s *= AFTER_WINDOW_STALL
         self._sample_rss_until(lambda: math.inf)
 
     def _service_cpu_s(self) -> float | None:
@@ -161,6 +199,8 @@ class TreeMonitor(threading.Thread):
         unless it can end well before the window's edge.
         """
         while (left := (edge_s := edge()) - time.perf_counter()) > 0 and not self.finished.is_set():
+            if self.stall is not None:
+                self.stall.check()
             now_s = time.perf_counter()
             if left > 3 * self.rss_sample_s and now_s - self.rss_sampled_s >= _SAMPLE_PERIOD_S:
                 self.rss_sampled_s = now_s
