@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -240,6 +241,33 @@ def test_findings_compare_interpreters() -> None:
     assert "threads at N=2: 1.70x on 3.13.5t of its 3.13.5 throughput." in sentences
     assert "On 3.13.5, threads never beat processes." in sentences
     assert "On 3.13.5t, threads beat processes at N=2." in sentences
+
+
+@pytest.mark.parametrize(
+    ("intervals", "found"),
+    [((95.0, 105.0, 70.0, 80.0), True), ((60.0, 140.0, 40.0, 110.0), False)],
+    ids=["apart", "overlapping"],
+)
+def test_a_fall_in_throughput_is_a_finding_only_beyond_the_repeats_noise(
+    intervals: tuple[float, float, float, float], found: bool
+) -> None:
+    from bench.analysing.findings import _degradation
+
+    peak_low, peak_high, worst_low, worst_high = intervals
+    rows = pd.DataFrame(
+        [
+            {"model": "trio", "concurrency": 32, "throughput": 100.0, "latency_p99_ms": 500.0,
+             "throughput_ci_low": peak_low, "throughput_ci_high": peak_high},
+            {"model": "trio", "concurrency": 128, "throughput": 75.0, "latency_p99_ms": math.nan,
+             "throughput_ci_low": worst_low, "throughput_ci_high": worst_high},
+        ]
+    )  # fmt: skip
+    sentences = _degradation(rows)
+    assert sentences == (
+        ["trio degrades under load: 100.0 jobs/s at N=32 falls to 75.0 at N=128 (25% less)."]
+        if found
+        else []
+    )
 
 
 def test_an_open_load_report_draws_latency_against_the_offered_rate(tmp_path: Path) -> None:

@@ -110,7 +110,11 @@ def _degradation(ok: pd.DataFrame) -> list[str]:
             continue
         worst = after.sort_values("throughput").iloc[0]
         loss = 1 - worst["throughput"] / peak["throughput"]
-        if loss >= DEGRADATION:
+        # A fall the repeats' intervals cannot tell from noise is not a finding.
+        overlap = peak.get("throughput_ci_low", math.nan) <= worst.get(
+            "throughput_ci_high", math.nan
+        )
+        if loss >= DEGRADATION and not overlap:
             sentences.append(
                 f"{model} degrades under load: {peak['throughput']:.1f} jobs/s at "
                 f"N={peak['concurrency']} falls to {worst['throughput']:.1f} at "
