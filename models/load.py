@@ -244,8 +244,9 @@ class Window:
     service: tuple[str, int] | None = None  # the latency service; None: I/O waits on a timer
     arrivals: tuple[float, ...] | None = None  # open load: when each job is due, from the start
     engine: Engine = field(default_factory=Engine)  # dask's and celery's cluster or broker
-    # A closed load whose conductor picks the window's edges: the ledger file it shares with
-    # the model's processes; warmup_s and duration_s are then caps. None: fixed edges.
+    # A closed load's ledger file, shared with the model's processes: they publish their jobs
+    # to it, and a conductor may pick the window's edges in it (warmup_s and duration_s are
+    # then caps). None: no ledger, fixed edges.
     ledger: str | None = None
     ramp_s: float | None = None  # how long users take to join; None: the whole warm-up
     started_s: float = 0.0
