@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 
 from bench.analysing.compare import (
     Change,
-    PointKey,
     compare_runs,
     holm,
     percentile_p_value,
     welch_p_value,
 )
+from bench.analysing.levels import PointKey
 from bench.analysing.stats import Histogram
 from bench.analysing.thresholds import MIN_EFFECT
 from bench.cli import main
