@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 import psutil
 
 from bench import api
-from bench.analysing.compare import compare_runs
 from bench.analysing.stats import bound_per_s, jobs_for
 from bench.analysing.thresholds import MIN_EFFECT
 from bench.errors import BenchError, UsageError
@@ -326,6 +325,10 @@ def _print_notes(results: Results) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    # Here, not at the top: its tests need scipy.stats, a second of imports every other
+    # command (a --quick run above all) would pay for nothing.
+    from bench.analysing.compare import compare_runs
+
     a, b = load_results(_run_dir(args.run_a)), load_results(_run_dir(args.run_b))
     for run in (a, b):
         _print_notes(run)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
+from scipy import special
 
 from bench.analysing.stats import Histogram
 from bench.analysing.thresholds import CV_WARNING
@@ -45,9 +45,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]
     data = np.asarray(values, dtype=float)
     if len(data) < 2:
         return math.nan, math.nan
-    half = (
-        scipy_stats.t.ppf((1 + level) / 2, len(data) - 1) * data.std(ddof=1) / math.sqrt(len(data))
-    )
+    half = special.stdtrit(len(data) - 1, (1 + level) / 2) * data.std(ddof=1) / math.sqrt(len(data))
     mean = float(data.mean())
     return mean - float(half), mean + float(half)
 

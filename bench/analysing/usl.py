@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
-from scipy import stats as scipy_stats
+from scipy import optimize, special
 
 from bench.analysing.levels import level_labels
 from bench.analysing.thresholds import USL_MIN_LEVELS
@@ -137,7 +136,7 @@ def fit_usl(
         if np.all(np.isfinite(covariance)) and residual_df > 0
         else np.full(3, np.inf)
     )
-    t95 = float(scipy_stats.t.ppf(0.975, residual_df)) if residual_df > 0 else math.inf
+    t95 = float(special.stdtrit(residual_df, 0.975)) if residual_df > 0 else math.inf
     fit = UslFit(
         sigma,
         kappa,
