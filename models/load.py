@@ -88,10 +88,10 @@ class Ledger:
         values = struct.unpack_from(f"{2 * self.slots}d", self.map, 8 * self.HEADER)
         return math.fsum(values[0::2]), math.fsum(values[1::2])
 
-    def publish(self, records: list[Record]) -> None:
+    def publish(self, records: list[Record], now_s: float) -> None:
         """Add this process's records since its last call to its slot (at most every
-        PERIOD_S; a thread that finds another publishing leaves it to that one)."""
-        now_s = time.perf_counter()
+        PERIOD_S, by the caller's clock `now_s`; a thread that finds another publishing leaves
+        it to that one)."""
         if now_s < self.next_s or not self.lock.acquire(blocking=False):
             return
         try:
@@ -316,9 +316,10 @@ class Window:
         if self.max_jobs is not None and index >= self.max_jobs:
             return None
         if self.arrivals is None:
+            now_s = time.perf_counter()
             if self.ledger is not None and self.tally is not None:
-                ledger(self.ledger).publish(self.tally.records)
-            if time.perf_counter() >= self.stop_s:
+                ledger(self.ledger).publish(self.tally.records, now_s)
+            if now_s >= self.stop_s:
                 return None
         elif (
             index >= len(self.arrivals)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import time
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,7 @@ def test_the_cheapest_levels_are_funded_first() -> None:
 
 def _publish(path: str, records: list[Record]) -> None:
     shared = Ledger(path)
-    shared.publish(records)
+    shared.publish(records, time.perf_counter())
 
 
 def test_every_process_publishes_to_a_slot_of_its_own(tmp_path: Path) -> None:
@@ -167,10 +168,10 @@ def test_every_process_publishes_to_a_slot_of_its_own(tmp_path: Path) -> None:
 def test_a_process_publishes_only_what_is_new(tmp_path: Path) -> None:
     ledger = Ledger.create(str(tmp_path / "ledger"), 1)
     records: list[Record] = [(0, 0.0, 0.0, 2.0, 0, 0)]
-    ledger.publish(records)
+    ledger.publish(records, time.perf_counter())
     records.append((1, 1.0, 1.0, 2.0, 0, 0))
     ledger.next_s = 0.0  # past the publishing period
-    ledger.publish(records)
+    ledger.publish(records, time.perf_counter())
     assert ledger.totals() == (2.0, 3.0)
 
 
