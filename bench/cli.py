@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 import psutil
 
 from bench import api
-from bench.analysing.stats import bound_per_s, jobs_for
+from bench.analysing.stats import bound_per_s
 from bench.analysing.thresholds import MIN_EFFECT
 from bench.errors import BenchError, UsageError
 from bench.files.results import Results, load_results
@@ -26,6 +26,7 @@ from bench.measuring.service import run_service
 from bench.presenting.report import build_report
 from bench.presenting.terminal import Display
 from models import MODELS
+from models.recording import jobs_for
 from models.scenarios import SCENARIOS
 
 if TYPE_CHECKING:

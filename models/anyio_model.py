@@ -87,7 +87,7 @@ async def serve(window: Window, user: int, take: Callable[[], int], shared: Shar
         checksum, outcome = await run_job(job, shared)
         ended_s = time.perf_counter()
         submitted_s = window.due_s(job.index, started_s)
-        record: Record = (job.index, submitted_s, started_s, ended_s, checksum, outcome)
+        record: Record = (job, submitted_s, started_s, ended_s, checksum, outcome)
         shared.tally.records.append(record)
 
 
@@ -131,7 +131,7 @@ async def hand_off(action: Action, shared: Shared) -> None:
     except Exception as error:
         checksum, outcome = 0, shared.tally.outcome(error)
     shared.tally.background.append(
-        (action.job, handed_s, handed_s, time.perf_counter(), checksum, outcome)
+        (action, handed_s, handed_s, time.perf_counter(), checksum, outcome)
     )
 
 

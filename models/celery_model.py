@@ -28,7 +28,7 @@ from models.cluster import (
     worker_io,
     worker_processes,
 )
-from models.load import STOCK_START, Record, Tally, Window
+from models.load import STOCK_START, Record, Tally, Window, handed_step
 from models.wire import SleepTransport, TcpTransport
 from models.workload import (
     OK,
@@ -73,7 +73,11 @@ register_type(
 register_type(
     Job, "job", lambda j: [j.index, j.stages], lambda v: Job(v[0], tuple(map(tuple, v[1])))
 )
-register_type(Tally, "tally", vars, lambda v: Tally(**v))
+# A worker's tally of one job holds only what its steps append to.
+_STEP_LISTS = ("handed_off", "retried", "sold", "errors")
+register_type(
+    Tally, "tally", lambda t: {k: getattr(t, k) for k in _STEP_LISTS}, lambda v: Tally(**v)
+)
 # The workers' app: `celery -A models.celery_model -b BROKER --result-backend BACKEND worker`.
 app = Celery("bench", set_as_current=False)
 app.conf.update(
@@ -126,6 +130,7 @@ def start_users(window: Window, client: Celery, store_url: str) -> Tally:
     if products:
         store.mset({f"{run_id}:stock:{p}": STOCK_START for p in products})
     tally = Tally()
+    handed: list[int] = []  # the job of every background step, whose result comes at the end
     indices = itertools.count()
     lock = threading.Lock()
 
@@ -135,7 +140,9 @@ def start_users(window: Window, client: Celery, store_url: str) -> Tally:
 
     started = window.start(tally)
     users = [
-        threading.Thread(target=serve, args=(started, user, take, client, run_id, store_url, tally))
+        threading.Thread(
+            target=serve, args=(started, user, take, client, run_id, store_url, tally, handed)
+        )
         for user in range(window.concurrency)
     ]
     for user in users:
@@ -143,7 +150,7 @@ def start_users(window: Window, client: Celery, store_url: str) -> Tally:
     for user in users:
         user.join()
     # The background steps ran as tasks of their own; their results say how each ended.
-    for handed_job, count in sorted(collections.Counter(tally.handed_off).items()):
+    for handed_job, count in sorted(collections.Counter(handed).items()):
         for n in range(count):
             left_s = max(1.0, started.drain_limit_s() - time.perf_counter())
             result = client.AsyncResult(f"{run_id}:bg:{handed_job}:{n}")
@@ -154,7 +161,8 @@ def start_users(window: Window, client: Celery, store_url: str) -> Tally:
                     result.forget()
             else:
                 handed_s, ended_s = to_perf_s(handed_s), to_perf_s(ended_s)
-                tally.background.append((job, handed_s, handed_s, ended_s, checksum, outcome))
+                step = handed_step(started, job, outcome, checksum)
+                tally.background.append((step, handed_s, handed_s, ended_s, checksum, outcome))
                 tally.merge(step_tally)
     if products:
         keys = [f"{run_id}:stock:{p}" for p in products]
@@ -172,6 +180,7 @@ def serve(
     run_id: str,
     store_url: str,
     tally: Tally,
+    handed: list[int],
 ) -> None:
     """Join at this user's turn, then send jobs one after another (open load: each when it is
     due) and wait for each one's result, until the window closes."""
@@ -192,8 +201,9 @@ def serve(
                 result.forget()
         ended_s = time.perf_counter()
         tally.merge(done)
+        handed.extend(done.handed_off)
         submitted_s = window.due_s(job.index, started_s)
-        record: Record = (job.index, submitted_s, started_s, ended_s, checksum, outcome)
+        record: Record = (job, submitted_s, started_s, ended_s, checksum, outcome)
         tally.records.append(record)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from distributed import Client, LocalCluster, Lock, Queue, Variable, fire_and_forget, get_client
 
 from models.cluster import to_perf_s, worker_io
-from models.load import STOCK_START, Record, Tally, Window
+from models.load import STOCK_START, Record, Tally, Window, handed_step
 from models.wire import SleepTransport, TcpTransport
 from models.workload import (
     OK,
@@ -87,13 +87,14 @@ async def start_users(window: Window, address: str) -> Tally:
         reports = Queue(run_id, client=client)
         # The background steps report on the run's queue as they end, wherever they ran.
         with contextlib.suppress(TimeoutError):
-            for _ in tally.handed_off:
+            for _ in range(tally.handed_total):
                 left_s = max(1.0, started.drain_limit_s() - time.perf_counter())
                 (job, handed_s, ended_s, checksum, outcome), step_tally = await reports.get(
                     timeout=left_s
                 )
                 handed_s, ended_s = to_perf_s(handed_s), to_perf_s(ended_s)
-                tally.background.append((job, handed_s, handed_s, ended_s, checksum, outcome))
+                step = handed_step(started, job, outcome, checksum)
+                tally.background.append((step, handed_s, handed_s, ended_s, checksum, outcome))
                 tally.merge(step_tally)
         tally.stock = list(await asyncio.gather(*(level.get() for level in stock)))
         for level in stock:  # the cluster may be the user's own
@@ -125,7 +126,7 @@ async def serve(
         ended_s = time.perf_counter()
         tally.merge(done)
         submitted_s = window.due_s(job.index, started_s)
-        record: Record = (job.index, submitted_s, started_s, ended_s, checksum, outcome)
+        record: Record = (job, submitted_s, started_s, ended_s, checksum, outcome)
         tally.records.append(record)
 
 

@@ -14,33 +14,46 @@ import time
 from collections.abc import Callable, MutableSequence, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from models.cluster import Engine
+from models.recording import Recording
 from models.workload import (
     FAILED,
     LOST,
+    OK,
     TIMED_OUT,
+    Action,
     Calibration,
     Job,
     Scenario,
     StepFailed,
+    Verifier,
+    background,
     draw_job,
 )
 
-# One finished job: (job index, submitted_s, started_s, ended_s, checksum, outcome), times in
-# perf_counter seconds. A plain tuple of numbers, not a dataclass: the garbage collector stops
-# tracking such tuples, so the 100,000 records of a busy point do not slow down the collections
-# the model's runtime triggers (measured, trio at N=1000 on io-bound: full collections took
-# 0.58 s of a 7 s point with dataclass records, 0.44 s with tuples; throughput rose about 6%).
-# A background step's record has the same fields, timed from its hand-off.
-Record = tuple[int, float, float, float, int, int]
+# One finished job: (the job, submitted_s, started_s, ended_s, checksum, outcome), times in
+# perf_counter seconds; it lives until its process next folds its jobs (`Tally.fold`).
+Record = tuple[Job, float, float, float, int, int]
+# One finished background step: the same, with the step, timed from its hand-off.
+Background = tuple[Action, float, float, float, int, int]
+# A record once checked, until the window's edges place it: (index, submitted_s, started_s,
+# ended_s, outcome, checked out, taken_s, background step). Numbers only: the collector stops
+# tracking such tuples.
+Checked = tuple[int, float, float, float, int, bool, float, bool]
 # Every product starts with this much stock: enough that no point sells out.
 STOCK_START = 10**12
 # How many error messages a tally keeps: the first few say what went wrong.
 _KEPT_ERRORS = 5
 # The shortest time an open load may take after its window to work off its queue.
 _MIN_DRAIN_S = 5.0
+# A process folds its ended jobs into its recording, and publishes them, at most this often:
+# the conductor looks every 0.1 s.
+FOLD_S = 0.05
+# A job that ended this long before a fold that finds a window's edge still unpicked is
+# counted on this side of it: a conductor writes an edge as it reads its clock for it.
+GRACE_S = 0.25
 
 
 class Ledger:
@@ -54,8 +67,6 @@ class Ledger:
     """
 
     HEADER = 3
-    # A process publishes its jobs at most this often: the conductor looks every 0.1 s.
-    PERIOD_S = 0.05
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -63,9 +74,6 @@ class Ledger:
             self.map = mmap.mmap(file.fileno(), 0)
         self.slots = (len(self.map) // 8 - self.HEADER) // 2
         self.slot = -1  # this process's, once it publishes
-        self.published = 0  # how many of this process's records its slot counts
-        self.next_s = 0.0
-        self.lock = threading.Lock()  # one publisher at a time among a process's threads
 
     @classmethod
     def create(cls, path: str, slots: int) -> Ledger:
@@ -88,24 +96,14 @@ class Ledger:
         values = struct.unpack_from(f"{2 * self.slots}d", self.map, 8 * self.HEADER)
         return math.fsum(values[0::2]), math.fsum(values[1::2])
 
-    def publish(self, records: list[Record], now_s: float) -> None:
-        """Add this process's records since its last call to its slot (at most every
-        PERIOD_S, by the caller's clock `now_s`; a thread that finds another publishing leaves
-        it to that one)."""
-        if now_s < self.next_s or not self.lock.acquire(blocking=False):
-            return
-        try:
-            self.next_s = now_s + self.PERIOD_S
-            if self.slot < 0:
-                self.slot = self._take_slot()
-            ended = len(records)
-            fresh = records[self.published : ended]
-            self.published = ended
-            base = self.HEADER + 2 * self.slot
-            self.write(base, self.read(base) + len(fresh))
-            self.write(base + 1, self.read(base + 1) + math.fsum(r[3] - r[1] for r in fresh))
-        finally:
-            self.lock.release()
+    def publish(self, jobs: int, latency_s: float) -> None:
+        """Add jobs this process has ended, and their summed latency, to its slot (one
+        publisher at a time: the caller holds the process's fold lock)."""
+        if self.slot < 0:
+            self.slot = self._take_slot()
+        base = self.HEADER + 2 * self.slot
+        self.write(base, self.read(base) + jobs)
+        self.write(base + 1, self.read(base + 1) + latency_s)
 
     def _take_slot(self) -> int:
         """A slot no other process has: the count of slots taken, raised under a file lock."""
@@ -129,7 +127,7 @@ def ledger(path: str) -> Ledger:
 
 
 class Finished(NamedTuple):
-    """A record with names, for reading records once the point is over."""
+    """A record with names, as a window that keeps its records (`Window.keep`) keeps them."""
 
     job_index: int
     submitted_s: float
@@ -139,25 +137,55 @@ class Finished(NamedTuple):
     outcome: int
 
 
-def finished(records: list[Record]) -> list[Finished]:
-    """The records with names."""
-    return [Finished._make(r) for r in records]
+@dataclass
+class Log:
+    """Every record and list a tally folded, for a window that keeps them (tests read each
+    job)."""
+
+    records: list[Finished] = field(default_factory=list)
+    background: list[Finished] = field(default_factory=list)  # the step's job as its index
+    retried: list[int] = field(default_factory=list)
+    sold: list[int] = field(default_factory=list)
+    handed_off: list[int] = field(default_factory=list)
+
+    def merge(self, other: Log) -> None:
+        """Add another process's log."""
+        for name in ("records", "background", "retried", "sold", "handed_off"):
+            getattr(self, name).extend(getattr(other, name))
+
+
+_FOLDING = threading.Lock()  # one fold at a time among a process's threads
+_VERIFIER: list[Verifier] = []  # this process's, made at its first fold
 
 
 @dataclass
 class Tally:
-    """What a model hands back: every job and background step that ended, and the shared stock.
+    """What a model records as its jobs end, and hands back: the jobs and background steps
+    that ended since the last fold, the shared stock, and what the folds made of the rest.
 
-    Appends only, so threads can share one (list.append is atomic, GIL or not).
+    The model only appends to the first lists, so threads can share one (list.append is
+    atomic, GIL or not); `fold` empties them into `recording`, so memory stays flat however
+    long the point runs.
     """
 
     records: list[Record] = field(default_factory=list)
-    background: list[Record] = field(default_factory=list)
-    handed_off: list[int] = field(default_factory=list)  # the job of every background step
-    retried: list[int] = field(default_factory=list)  # the job of every retry
-    sold: list[int] = field(default_factory=list)  # the product of every stock update
+    background: list[Background] = field(default_factory=list)
+    handed_off: list[int] = field(default_factory=list)  # the job of each background step
+    retried: list[int] = field(default_factory=list)  # the job of each retry
+    sold: list[int] = field(default_factory=list)  # the product of each stock update
     stock: list[int] = field(default_factory=list)  # each product's stock when the model ended
     errors: list[str] = field(default_factory=list)  # the first unexpected errors, as text
+    discarded: list[int] = field(default_factory=list)  # indices taken once no job was left
+    recording: Recording = field(default_factory=Recording)
+    handed: int = 0  # background steps handed off, folded
+    retries_of: dict[int, int] = field(default_factory=dict)  # of jobs not yet placed
+    taken_s: dict[int, float] = field(default_factory=dict)  # open load: when a user took it
+    unsettled: list[Checked] = field(default_factory=list)  # waiting for a window's edge
+    # The latest end placed before the window's opening, and before its closing, while that
+    # edge was still unpicked: an edge picked earlier would have misplaced those jobs.
+    blind_s: tuple[float, float] = (-math.inf, -math.inf)
+    kept: Log | None = None  # every record and list as folded (a window that keeps them)
+    next_fold_s: float = 0.0
 
     def outcome(self, error: BaseException) -> int:
         """How a job or step that raised `error` ended; an unexpected error is kept as text."""
@@ -172,13 +200,173 @@ class Tally:
         return LOST
 
     def merge(self, other: Tally) -> None:
-        """Add another process's tally (the stock is shared, so it is not added)."""
+        """Add another process's tally, or a job's from an engine's worker (the stock is
+        shared, so it is not added)."""
+        with _FOLDING:  # a fold in another thread adds to the same counts
+            self._merge(other)
+
+    def _merge(self, other: Tally) -> None:
         self.records += other.records
         self.background += other.background
         self.handed_off += other.handed_off
         self.retried += other.retried
         self.sold += other.sold
         self.errors += other.errors[: _KEPT_ERRORS - len(self.errors)]
+        self.discarded += other.discarded
+        self.recording.merge(other.recording)
+        self.handed += other.handed
+        for index, retries in other.retries_of.items():
+            self.retries_of[index] = self.retries_of.get(index, 0) + retries
+        self.taken_s |= other.taken_s
+        self.unsettled += other.unsettled
+        opened, closed = other.blind_s
+        self.blind_s = (max(self.blind_s[0], opened), max(self.blind_s[1], closed))
+        if other.kept is not None:
+            self.kept = self.kept or Log()
+            self.kept.merge(other.kept)
+
+    @property
+    def handed_total(self) -> int:
+        """Background steps handed off, folded or not."""
+        return self.handed + len(self.handed_off)
+
+    def fold(self, window: Window, now_s: float, edges: tuple[float, float] | None = None) -> None:
+        """Check the jobs and steps that ended since the last fold, publish them to the
+        ledger, and add those the window's edges can place to the recording; at most every
+        FOLD_S, by one thread at a time. `edges`: the window's final edges, once the model has
+        ended (every job is placed then)."""
+        if edges is None:
+            if now_s < self.next_fold_s or not _FOLDING.acquire(blocking=False):
+                return
+        else:
+            _FOLDING.acquire()
+        try:
+            self.next_fold_s = now_s + FOLD_S
+            # Records first, retries after: a job's retries are appended before its record.
+            records, background = _take(self.records), _take(self.background)
+            retried, sold = _take(self.retried), _take(self.sold)
+            handed_off = _take(self.handed_off)
+            if self.kept is not None:
+                self.kept.merge(Log(
+                    [Finished(j.index, *rest) for j, *rest in records],
+                    [Finished(a.job, *rest) for a, *rest in background],
+                    retried, sold, handed_off,
+                ))  # fmt: skip
+            if window.ledger is not None and records:
+                ledger(window.ledger).publish(len(records), math.fsum(r[3] - r[1] for r in records))
+            for index in retried:
+                self.retries_of[index] = self.retries_of.get(index, 0) + 1
+            self.handed += len(handed_off)
+            self._check(records, background, sold)
+            self._place(window, now_s, edges)
+        finally:
+            _FOLDING.release()
+
+    def _check(self, records: list[Record], background: list[Background], sold: list[int]) -> None:
+        """Verify each job and step as it comes in; keep the numbers that place it."""
+        if not _VERIFIER:
+            _VERIFIER.append(Verifier())
+        verifier, rec = _VERIFIER[0], self.recording
+        for job, submitted_s, started_s, ended_s, checksum, outcome in records:
+            index = job.index
+            fine = outcome != LOST and verifier.accepts(job, outcome, checksum)
+            rec.submitted += 1
+            rec.completed += fine and outcome == OK
+            rec.ran += 1
+            rec.index_sum += index
+            rec.index_squares += index * index
+            rec.top_index = max(rec.top_index, index)
+            rec.last_end_s = max(rec.last_end_s, ended_s)
+            taken_s = self.taken_s.pop(index, submitted_s)
+            self.unsettled.append(
+                (index, submitted_s, started_s, ended_s, outcome, fine, taken_s, False)
+            )
+        for action, handed_s, _, ended_s, checksum, outcome in background:
+            rec.background += 1
+            rec.wrong_background += outcome != LOST and not verifier.accepts_step(
+                action, outcome, checksum
+            )
+            rec.last_background_s = max(rec.last_background_s, ended_s)
+            self.unsettled.append(
+                (action.job, handed_s, handed_s, ended_s, outcome, True, handed_s, True)
+            )
+        if sold:
+            counts = [0] * (max(sold) + 1)
+            for product in sold:
+                counts[product] += 1
+            rec.sell(counts)
+
+    def _place(self, window: Window, now_s: float, edges: tuple[float, float] | None) -> None:
+        """Add to the recording each checked job whose side of both edges is known."""
+        if edges is not None:
+            (opens_s, closes_s), horizon_s = edges, math.inf
+        elif not window.conducted:
+            opens_s, closes_s, horizon_s = window.measure_s, window.stop_s, math.inf
+        else:
+            shared = ledger(window.ledger or "")
+            opens_s, closes_s = shared.read(0) or math.inf, shared.read(1) or math.inf
+            horizon_s = math.inf if closes_s < math.inf else now_s - GRACE_S
+            opened, closed = self.blind_s
+            self.blind_s = (
+                max(opened, horizon_s) if opens_s == math.inf else opened,
+                max(closed, horizon_s) if closes_s == math.inf else closed,
+            )
+        waiting = []
+        for checked in self.unsettled:
+            if checked[3] >= horizon_s:
+                waiting.append(checked)
+            else:
+                self._count(checked, window.arrivals is None, opens_s, closes_s)
+        self.unsettled = waiting
+
+    def _count(self, checked: Checked, closed: bool, opens_s: float, closes_s: float) -> None:
+        index, submitted_s, started_s, ended_s, outcome, fine, taken_s, step = checked
+        rec = self.recording
+        retries = self.retries_of.pop(index, 0)
+        # Closed load: the jobs that ended in the window. Open load: the jobs due in it, every
+        # one of them, however late it ended: a stalled model cannot hide its queue.
+        counted = opens_s <= (ended_s if closed else submitted_s) < closes_s
+        if counted:
+            rec.retries += retries
+        if step:
+            return
+        if opens_s <= ended_s < closes_s:
+            if submitted_s < opens_s:
+                rec.before_s += opens_s - submitted_s
+            if fine and outcome == OK:
+                rec.served += 1
+                rec.spans.add(ended_s - opens_s, ended_s - submitted_s)
+        elif ended_s >= closes_s and submitted_s < closes_s:
+            rec.after_s += closes_s - max(submitted_s, opens_s)
+        if not counted:
+            return
+        rec.jobs += 1
+        if not fine:
+            rec.errors += 1
+            return
+        rec.latency.record((ended_s - submitted_s) * 1000.0)
+        rec.service.record((ended_s - started_s) * 1000.0)
+        rec.queue.record((started_s - submitted_s) * 1000.0)
+        if not closed:
+            rec.delay.record((started_s - max(submitted_s, taken_s)) * 1000.0)
+        rec.ok += outcome == OK
+        rec.failed += outcome == FAILED
+        rec.timeouts += outcome == TIMED_OUT
+
+
+def handed_step(window: Window, job: int, outcome: int, checksum: int) -> Action:
+    """The background step of job `job` that ended with `outcome` and `checksum`, for an
+    engine whose steps report back only their job's index: one that checks out, if any does."""
+    verifier = Verifier()
+    steps = [a for stage in window.job_at(job).stages for a in background(stage)]
+    return next((a for a in steps if verifier.accepts_step(a, outcome, checksum)), steps[0])
+
+
+def _take(items: list[Any]) -> list[Any]:
+    """The items now in a list that other threads append to, removed from it."""
+    taken = items[: len(items)]
+    del items[: len(taken)]
+    return taken
 
 
 @dataclass(frozen=True)
@@ -249,6 +437,8 @@ class Window:
     # then caps). None: no ledger, fixed edges.
     ledger: str | None = None
     ramp_s: float | None = None  # how long users take to join; None: the whole warm-up
+    conducted: bool = False  # a conductor picks the edges in the ledger as the point runs
+    keep: bool = False  # keep every record too (`Tally.kept`): for tests that read each job
     started_s: float = 0.0
     tally: Tally | None = field(default=None, compare=False, repr=False)  # this process's
 
@@ -262,6 +452,8 @@ class Window:
     def start(self, tally: Tally | None = None, at_s: float | None = None) -> Window:
         """This window, starting at `at_s` (given by a process that shares a start), or now;
         `tally`: where this process records its jobs, which it publishes to the ledger."""
+        if tally is not None and self.keep:
+            tally.kept = Log()
         if at_s is not None:
             return replace(self, started_s=at_s, tally=tally)
         started = replace(self, started_s=time.perf_counter(), tally=tally)
@@ -312,19 +504,30 @@ class Window:
 
     def job(self, index: int) -> Job | None:
         """Job `index`, or None once the window has closed (open load: once no job is due
-        before the close, or the queue could not be worked off in time)."""
-        if self.max_jobs is not None and index >= self.max_jobs:
-            return None
-        if self.arrivals is None:
-            now_s = time.perf_counter()
-            if self.ledger is not None and self.tally is not None:
-                ledger(self.ledger).publish(self.tally.records, now_s)
-            if now_s >= self.stop_s:
-                return None
-        elif (
-            index >= len(self.arrivals)
-            or self.started_s + self.arrivals[index] >= self.stop_s
-            or time.perf_counter() >= self.drain_limit_s()
+        before the close, or the queue could not be worked off in time). Folds this process's
+        ended jobs first (`Tally.fold`)."""
+        now_s = time.perf_counter()
+        if self.tally is not None:
+            self.tally.fold(self, now_s)
+        if (
+            (self.max_jobs is not None and index >= self.max_jobs)
+            or (self.arrivals is None and now_s >= self.stop_s)
+            or (
+                self.arrivals is not None
+                and (
+                    index >= len(self.arrivals)
+                    or self.started_s + self.arrivals[index] >= self.stop_s
+                    or now_s >= self.drain_limit_s()
+                )
+            )
         ):
+            if self.tally is not None:
+                self.tally.discarded.append(index)
             return None
+        if self.arrivals is not None and self.tally is not None:
+            self.tally.taken_s[index] = now_s
+        return self.job_at(index)
+
+    def job_at(self, index: int) -> Job:
+        """Job `index` as every model draws it."""
         return draw_job(self.scenario, self.calibration, self.seed, index)

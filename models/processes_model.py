@@ -88,7 +88,7 @@ def serve(
                 checksum, outcome = run_job(job, shared)
                 ended_s = time.perf_counter()
                 submitted_s = started.due_s(job.index, started_s)
-                record: Record = (job.index, submitted_s, started_s, ended_s, checksum, outcome)
+                record: Record = (job, submitted_s, started_s, ended_s, checksum, outcome)
                 tally.records.append(record)
         transport.close()
         return tally
@@ -130,7 +130,7 @@ def hand_off(action: Action, shared: Shared) -> None:
     except Exception as error:
         checksum, outcome = 0, shared.tally.outcome(error)
     shared.tally.background.append(
-        (action.job, handed_s, handed_s, time.perf_counter(), checksum, outcome)
+        (action, handed_s, handed_s, time.perf_counter(), checksum, outcome)
     )
 
 

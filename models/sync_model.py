@@ -65,7 +65,7 @@ def serve(window: Window, take: Callable[[], int], shared: Shared) -> None:
         started_s = time.perf_counter()
         checksum, outcome = run_job(job, shared)
         ended_s = time.perf_counter()
-        record: Record = (job.index, submitted_s, started_s, ended_s, checksum, outcome)
+        record: Record = (job, submitted_s, started_s, ended_s, checksum, outcome)
         shared.tally.records.append(record)
         submitted.append(ended_s)
         while shared.handed_off:  # the user has its answer; the next job waits for this work
@@ -99,7 +99,7 @@ def hand_off(action: Action, shared: Shared) -> None:
     except Exception as error:
         checksum, outcome = 0, shared.tally.outcome(error)
     shared.tally.background.append(
-        (action.job, handed_s, handed_s, time.perf_counter(), checksum, outcome)
+        (action, handed_s, handed_s, time.perf_counter(), checksum, outcome)
     )
 
 

@@ -10,7 +10,6 @@ import pytest
 from celery import Celery
 from distributed import Client
 
-from bench.analysing.stats import Histogram
 from models.cluster import (
     Engine,
     celery_worker_command,
@@ -19,6 +18,7 @@ from models.cluster import (
     wait_for_celery_workers,
     worker_processes,
 )
+from models.recording import Histogram
 from models.workload import (
     FAILED,
     OK,

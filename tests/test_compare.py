@@ -22,13 +22,13 @@ from bench.analysing.compare import (
     welch_p_value,
 )
 from bench.analysing.levels import PointKey
-from bench.analysing.stats import Histogram
 from bench.analysing.thresholds import MIN_EFFECT
 from bench.cli import main
 from bench.errors import ResultsError
 from bench.files.meta import RunMeta
 from bench.files.results import load_results
 from bench.files.run_dir import POINT_COLUMNS, Point, PointsWriter, write_meta
+from models.recording import Histogram
 from tests.conftest import TINY, histogram_of
 
 

@@ -17,13 +17,13 @@ import psutil
 import pytest
 
 from bench import api
-from bench.analysing.stats import Histogram
 from bench.cli import main
 from bench.errors import OutputError
 from bench.files.results import load_results
 from bench.files.run_dir import POINT_COLUMNS, Point, PointsWriter
 from bench.measuring.point import PointSpec
 from bench.measuring.sweep import Progress
+from models.recording import Histogram
 from models.wire import REQUEST
 
 ROOT = Path(__file__).parent.parent

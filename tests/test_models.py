@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from bench.measuring.service import LocalService
 from models import ENGINE_MODELS, MODELS
 from models.cluster import Engine
-from models.load import STOCK_START, Finished, Tally, Window, finished
+from models.load import STOCK_START, Finished, Log, Tally, Window
 from models.scenarios import SCENARIOS
 from models.workload import (
     OK,
@@ -103,8 +104,17 @@ def run_jobs(
         max_jobs=jobs,
         service=service,
         engine=engine or Engine(),
+        keep=True,
     )
-    return MODELS[model].runner()(window)
+    tally = MODELS[model].runner()(window)
+    tally.fold(window, 0.0, edges=(0.0, math.inf))  # the jobs ended since the last fold
+    return tally
+
+
+def log(tally: Tally) -> Log:
+    """Every job and list the model's tally folded."""
+    assert tally.kept is not None
+    return tally.kept
 
 
 @pytest.fixture
@@ -117,7 +127,7 @@ def engine(model: str, request: pytest.FixtureRequest) -> Engine:
 
 
 def records(tally: Tally) -> list[Finished]:
-    return sorted(finished(tally.records), key=lambda r: r.job_index)
+    return sorted(log(tally).records, key=lambda r: r.job_index)
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
@@ -141,7 +151,7 @@ def test_failures_and_retries_give_the_expected_counts(
     tally = run_jobs(model, FLAKY, 3, 40, transport, engine=engine)
     drawn = [draw_job(FLAKY, TINY_CALIBRATION, SEED, i).stages[0][0] for i in range(40)]
     assert [r.outcome for r in records(tally)] == [step_outcome(a) for a in drawn]
-    assert collections.Counter(tally.retried) == collections.Counter(
+    assert collections.Counter(log(tally).retried) == collections.Counter(
         {i: retries_needed(a) for i, a in enumerate(drawn) if retries_needed(a)}
     )
     assert {step_outcome(a) for a in drawn} == {OK, 1}  # the draws hold both outcomes
@@ -153,7 +163,7 @@ def test_timeouts_are_honoured_and_counted(
 ) -> None:
     tally = run_jobs(model, SLOW, 3, 6, transport, engine=engine)
     assert [r.outcome for r in records(tally)] == [TIMED_OUT] * 6
-    assert sorted(tally.retried) == list(range(6))  # one retry each
+    assert sorted(log(tally).retried) == list(range(6))  # one retry each
     # Two tries cut at 5 ms, not two 2 s waits: the runtime really gave up.
     assert all(r.ended_s - r.started_s < 1.0 for r in records(tally))
 
@@ -164,8 +174,8 @@ def test_stock_stays_exact_under_contention(
 ) -> None:
     tally = run_jobs(model, LOCKED, 8, 80, transport, engine=engine)
     assert all(r.outcome == OK for r in records(tally)), tally.errors
-    assert len(tally.sold) == 80
-    sold = collections.Counter(tally.sold)
+    assert len(log(tally).sold) == 80
+    sold = collections.Counter(log(tally).sold)
     assert tally.stock == [STOCK_START - sold[p] for p in range(2)]
     assert sold[0] > sold[1] > 0  # Zipf: product 0 is the popular one
 
@@ -175,8 +185,8 @@ def test_every_background_step_completes(
     model: str, engine: Engine, transport: tuple[str, int] | None
 ) -> None:
     tally = run_jobs(model, HANDED_OFF, 3, 20, transport, engine=engine)
-    assert sorted(tally.handed_off) == list(range(20))
-    background = finished(tally.background)
+    assert sorted(log(tally).handed_off) == list(range(20))
+    background = log(tally).background
     assert sorted(r.job_index for r in background) == list(range(20))
     assert all(r.outcome == OK and r.checksum == 10 for r in background)
     verifier = Verifier()

@@ -18,7 +18,7 @@ from bench.measuring.monitor import TreeUsage
 from bench.measuring.point import PointResult, PointSpec
 from bench.measuring.sweep import Planned, SweepConfig
 from models import MODELS
-from models.load import Record, Tally, Window, arrivals, finished
+from models.load import Tally, Window, arrivals
 from models.workload import OK, Verifier, draw_job
 from tests.conftest import TINY, TINY_CALIBRATION, histogram_of
 
@@ -47,21 +47,23 @@ WINDOW = Window(
 )
 
 
-def served_one_at_a_time(service_s: dict[int, float]) -> list[Record]:
+def served_one_at_a_time(service_s: dict[int, float]) -> Tally:
     """What one server makes of the schedule: each job starts when it is due or when the last
-    one ends, whichever is later, and takes 5 ms unless `service_s` says otherwise."""
+    one ends, whichever is later, and takes 5 ms unless `service_s` says otherwise; it takes
+    each job as it is free."""
     assert WINDOW.arrivals is not None
-    verifier, records, free_s = Verifier(), [], 0.0
+    verifier, tally, free_s = Verifier(), Tally(), 0.0
     for index, due_s in enumerate(WINDOW.arrivals):
+        tally.taken_s[index] = free_s
         started_s = max(due_s, free_s)
         free_s = started_s + service_s.get(index, 0.005)
-        checksum = verifier.expected(draw_job(TINY, TINY_CALIBRATION, 3, index))
-        records.append((index, due_s, started_s, free_s, checksum, OK))
-    return records
+        job = draw_job(TINY, TINY_CALIBRATION, 3, index)
+        tally.records.append((job, due_s, started_s, free_s, verifier.expected(job), OK))
+    return tally
 
 
-def summary_of(records: list[Record], slots: int = 1) -> PointResult:
-    return summarize(WINDOW, Tally(records=records), TreeUsage(started_s=0.0), 10.0, slots)
+def summary_of(tally: Tally) -> PointResult:
+    return summarize(WINDOW, tally, TreeUsage(started_s=0.0), 10.0)
 
 
 def test_a_stall_shows_in_latency_from_the_schedule_not_in_service_time() -> None:
@@ -79,13 +81,13 @@ def test_a_stall_shows_in_latency_from_the_schedule_not_in_service_time() -> Non
     assert stalled.late_starts == 0  # queued behind the stall, not started late
 
 
-def test_late_starts_count_jobs_that_waited_with_a_user_free() -> None:
-    records = served_one_at_a_time({})
-    late = [
-        (i, d, s + 0.005, e + 0.005, c, o) if i in (20, 40) else (i, d, s, e, c, o)
-        for i, d, s, e, c, o in records
+def test_late_starts_count_jobs_that_waited_in_a_users_hands() -> None:
+    tally = served_one_at_a_time({})
+    tally.records = [
+        (j, d, s + 0.005, e + 0.005, c, o) if j.index in (20, 40) else (j, d, s, e, c, o)
+        for j, d, s, e, c, o in tally.records
     ]
-    assert summary_of(late).late_starts == 2
+    assert summary_of(tally).late_starts == 2
 
 
 def test_jobs_due_after_the_window_are_not_taken() -> None:
@@ -105,7 +107,10 @@ def test_models_start_each_job_when_it_is_due(model: str) -> None:
         duration_s=0.2,
         arrivals=arrivals(200.0, 0.2, "constant", 3),
     )
-    records = finished(MODELS[model].runner()(window).records)
+    tally = MODELS[model].runner()(dataclasses.replace(window, keep=True))
+    tally.fold(window, 0.0, edges=(0.0, math.inf))
+    assert tally.kept is not None
+    records = tally.kept.records
     assert sorted(r.job_index for r in records) == list(range(40))
     started_s = min(r.submitted_s for r in records)  # job 0 is due at the start
     for r in records:

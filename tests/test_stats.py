@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.analysing.stats import Histogram, bound_per_s, jobs_for, rank_interval
+from bench.analysing.stats import bound_per_s
+from models.recording import Histogram, jobs_for, rank_interval
 from models.scenarios import SCENARIOS
 from models.workload import Dist, IoStep, Lock, Scenario, Stage
 from tests.conftest import histogram_of

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,8 @@ from bench.analysing.steady import (
     throughput_ci,
     throughput_error,
 )
-from models.load import Ledger, Record
+from models.load import Ledger, Tally, Window
+from tests.conftest import TINY, TINY_CALIBRATION
 
 TICK_S = 0.1
 
@@ -145,17 +145,15 @@ def test_the_cheapest_levels_are_funded_first() -> None:
     assert total_s(plan, [dear, cheap], 1.0) == pytest.approx(20.0)
 
 
-def _publish(path: str, records: list[Record]) -> None:
-    shared = Ledger(path)
-    shared.publish(records, time.perf_counter())
+def _publish(path: str) -> None:
+    Ledger(path).publish(3, 6.0)
 
 
 def test_every_process_publishes_to_a_slot_of_its_own(tmp_path: Path) -> None:
     path = str(tmp_path / "ledger")
     ledger = Ledger.create(path, 4)
-    records: list[Record] = [(i, 0.0, 0.5, 1.0 + i, 0, 0) for i in range(3)]  # 1 + 2 + 3 s
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_publish, args=(path, records)) for _ in range(3)]
+    workers = [context.Process(target=_publish, args=(path,)) for _ in range(3)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -165,13 +163,15 @@ def test_every_process_publishes_to_a_slot_of_its_own(tmp_path: Path) -> None:
     assert ledger.read(2) == 3  # slots taken
 
 
-def test_a_process_publishes_only_what_is_new(tmp_path: Path) -> None:
-    ledger = Ledger.create(str(tmp_path / "ledger"), 1)
-    records: list[Record] = [(0, 0.0, 0.0, 2.0, 0, 0)]
-    ledger.publish(records, time.perf_counter())
-    records.append((1, 1.0, 1.0, 2.0, 0, 0))
-    ledger.next_s = 0.0  # past the publishing period
-    ledger.publish(records, time.perf_counter())
+def test_a_fold_publishes_only_what_is_new(tmp_path: Path) -> None:
+    path = str(tmp_path / "ledger")
+    ledger = Ledger.create(path, 1)
+    window = Window(TINY, TINY_CALIBRATION, 3, 1, 0.0, 10.0, ledger=path).start()
+    tally = Tally()
+    tally.records.append((window.job_at(0), 0.0, 0.0, 2.0, 0, 0))
+    tally.fold(window, 0.0)
+    tally.records.append((window.job_at(1), 1.0, 1.0, 2.0, 0, 0))
+    tally.fold(window, 1.0)
     assert ledger.totals() == (2.0, 3.0)
 
 

@@ -23,9 +23,9 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from bench.analysing.levels import PointKey, pooled_histogram
-from bench.analysing.stats import Histogram
 from bench.analysing.thresholds import MIN_EFFECT, SIGNIFICANCE
 from bench.errors import BenchError, UsageError
+from models.recording import Histogram
 
 # metric -> +1 when higher is better, -1 when lower is better
 METRICS = {"throughput": 1, "latency_p99_ms": -1}

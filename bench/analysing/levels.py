@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from bench.analysing.stats import Histogram
 from bench.analysing.thresholds import CV_WARNING
 from bench.analysing.verdicts import meets_target, point_warnings
 from models import ENGINE_MODELS, MODELS
+from models.recording import Histogram
 
 _SUMMARISED = ("throughput", "latency_p99_ms")
 # A point's latency histogram: (model, interpreter, concurrency, rate or None, repeat).

@@ -19,8 +19,9 @@ STEADY_TOLERANCE = 0.05
 # t (97.5% quantile) by degrees of freedom, 1 to 9.
 BATCHES = 10
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-# A job that starts later than this after it was due, with a user free, started late; epoll
-# waits in whole milliseconds, so a timer may fire up to 1 ms late with nothing wrong.
+# A job that starts later than this after it was both due and in a user's hands started late
+# (its runtime's timer or loop kept it waiting); epoll waits in whole milliseconds, so a timer
+# may fire up to 1 ms late with nothing wrong.
 LATE_START_S = 0.002
 # More late starts than this share of an open point's jobs means the load fell behind.
 LATE_SHARE = 0.01

@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysing.levels import PointKey, per_level
-from bench.analysing.stats import Histogram
 from bench.analysing.usl import UslFit, fit_models
 from bench.errors import ResultsError, UnknownNameError
 from bench.files.meta import RunMeta
@@ -24,6 +23,7 @@ from bench.files.run_dir import (
     TEXT_COLUMNS,
     write_atomically,
 )
+from models.recording import Histogram
 from models.workload import Scenario
 
 

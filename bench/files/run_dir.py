@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.analysing.stats import Histogram
 from bench.errors import OutputError
 from bench.files.meta import RunMeta
+from models.recording import Histogram
 
 SCHEMA_VERSION = 4
 LATENCY_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99, 100.0)

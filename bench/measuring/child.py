@@ -9,9 +9,6 @@ so it can run under another interpreter.
 
 from __future__ import annotations
 
-import bisect
-import collections
-import itertools
 import math
 import os
 import resource
@@ -21,26 +18,15 @@ import threading
 import time
 from pathlib import Path
 
-from bench.analysing.stats import Histogram
 from bench.analysing.steady import Tick, throughput_error
 from bench.analysing.thresholds import LATE_START_S
 from bench.files.run_dir import write_atomically
 from bench.measuring.monitor import Conductor, Stall, TreeMonitor, TreeUsage
 from bench.measuring.point import PointResult, PointSpec
 from models import MODELS
-from models.load import STOCK_START, Finished, Ledger, Tally, Window, finished
-from models.workload import (
-    FAILED,
-    LOST,
-    OK,
-    TIMED_OUT,
-    Verifier,
-    background,
-    draw_job,
-)
+from models.load import STOCK_START, Ledger, Tally, Window
+from models.recording import Spans
 
-# The window's ends are counted at this many edges, for batches of any length.
-_EDGES = 100
 # A closed point whose jobs stop ending for STALL_S plus STALL_PATHS critical paths is failed
 # then, not at its hard timeout: a healthy model ends N jobs per job length, and a job 20 times
 # the mean of an exponential wait comes once in 10^9.
@@ -80,109 +66,71 @@ def measure(spec: PointSpec, folder: Path) -> PointResult:
     monitor.join()
     if monitor.failure is not None:
         raise RuntimeError(f"the point's monitor failed: {monitor.failure!r}")
-    slots = 1 if model.one_at_a_time else window.concurrency
-    return summarize(window, tally, monitor.usage, returned_s, slots)
+    return summarize(window, tally, monitor.usage, returned_s)
 
 
-def summarize(
-    window: Window, tally: Tally, usage: TreeUsage, returned_s: float, slots: int = 0
-) -> PointResult:
-    """Count, verify and time the jobs of the measured window; check that no job was lost, no
-    stock update was lost and every background step ended. `slots`: how many jobs the model
-    serves at once (default N)."""
+def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float) -> PointResult:
+    """Place the jobs the model's folds left, then read the point off its recording; check that
+    no job was lost, no stock update was lost and every background step ended."""
     # Edges the monitor did not record (the model ended first) are the window's planned ones.
     measure_s = usage.started_s + window.warmup_s if math.isnan(usage.opens_s) else usage.opens_s
     closes_s = measure_s + window.duration_s if math.isnan(usage.closes_s) else usage.closes_s
     stop_s = min(closes_s, returned_s)
-    records = finished(tally.records)
-    verifier = Verifier()
-    jobs = {
-        r.job_index: draw_job(window.scenario, window.calibration, window.seed, r.job_index)
-        for r in records
-    }
-    bad = {
-        r.job_index
-        for r in records
-        if r.outcome == LOST or not verifier.accepts(jobs[r.job_index], r.outcome, r.checksum)
-    }
-    ended = [r for r in records if measure_s <= r.ended_s < stop_s]
-    # Closed load: the jobs that ended in the window. Open load: the jobs due in it, every one
-    # of them, however late it ended: a stalled model cannot hide its queue.
-    in_window = ended if window.arrivals is None else _due_in(records, measure_s, stop_s)
-    latencies, service, queue = Histogram(), Histogram(), Histogram()
-    for r in in_window:
-        if r.job_index not in bad:
-            latencies.record((r.ended_s - r.submitted_s) * 1000.0)
-            service.record((r.ended_s - r.started_s) * 1000.0)
-            queue.record((r.started_s - r.submitted_s) * 1000.0)
-    counted = {r.job_index for r in in_window}
-    served = [r for r in ended if r.outcome == OK and r.job_index not in bad]
-    problems = (
-        _lost_jobs(window, records) + _lost_updates(tally) + _unfinished(window, tally, verifier)
-    )
-    background = finished(tally.background)
+    tally.fold(window, returned_s, edges=(measure_s, stop_s))
+    rec = tally.recording
+    problems = _lost_jobs(tally) + _lost_updates(tally) + _unfinished(tally)
+    opened, closed = tally.blind_s
+    if opened > measure_s or closed > stop_s:
+        problems.append(
+            "the conductor wrote an edge of the window after jobs past it had been counted"
+        )
+    elapsed_s = max(stop_s - measure_s, 0.0)
     return PointResult(
-        submitted=len(records),
-        completed=sum(r.outcome == OK for r in records) - len(bad),
-        jobs=len(in_window),
-        ok=sum(r.outcome == OK and r.job_index not in bad for r in in_window),
-        served=len(served),
-        throughput_error=_throughput_error(served, measure_s, stop_s),
-        edge_n=_edge_n(records, measure_s, stop_s),
-        failed=sum(r.outcome == FAILED and r.job_index not in bad for r in in_window),
-        timeouts=sum(r.outcome == TIMED_OUT and r.job_index not in bad for r in in_window),
-        errors=sum(r.job_index in bad for r in in_window),
-        retries=sum(job in counted for job in tally.retried),
-        elapsed_s=max(stop_s - measure_s, 0.0),
+        submitted=rec.submitted,
+        completed=rec.completed,
+        jobs=rec.jobs,
+        ok=rec.ok,
+        served=rec.served,
+        throughput_error=_throughput_error(rec.spans, elapsed_s),
+        edge_n=(rec.before_s + rec.after_s) / elapsed_s if elapsed_s > 0 else math.nan,
+        failed=rec.failed,
+        timeouts=rec.timeouts,
+        errors=rec.errors,
+        retries=rec.retries,
+        elapsed_s=elapsed_s,
         warmup_s=max(measure_s - usage.started_s, 0.0),
         steady=usage.steady,
-        drain_s=max((r.ended_s for r in records), default=stop_s) - stop_s,
+        drain_s=(rec.last_end_s if rec.submitted else stop_s) - stop_s,
         background_drain_s=(
-            max(0.0, max(r.ended_s for r in background) - stop_s) if background else math.nan
+            max(0.0, rec.last_background_s - stop_s) if rec.background else math.nan
         ),
         cpu_s=usage.cpu_s,
         service_cpu_s=usage.service_cpu_s,
         ctx_switches=usage.ctx_switches,
         rss_peak_mb=usage.rss_peak_mb,
-        late_starts=_late_starts(in_window, records, slots or window.concurrency),
-        unserved=_unserved(window, usage.started_s, measure_s, stop_s, len(in_window)),
-        histogram=latencies,
-        service_histogram=service,
-        queue_histogram=queue,
+        late_starts=rec.delay.above(LATE_START_S * 1000.0),
+        unserved=_unserved(window, usage.started_s, measure_s, stop_s, rec.jobs),
+        histogram=rec.latency,
+        service_histogram=rec.service,
+        queue_histogram=rec.queue,
         error_examples=tuple(tally.errors),
         problems=tuple(problems),
     )
 
 
-def _edge_n(records: list[Finished], measure_s: float, stop_s: float) -> float:
-    """How far the window's edges can move Little's estimate (throughput x mean latency of the
-    jobs that ended in it), in jobs in flight: the time before the window of the jobs that ended
-    in it (counted, though not in the window), plus the time in the window of the jobs that
-    ended after it (in the window, not counted), over the window's length."""
-    if stop_s <= measure_s:
-        return math.nan
-    before = sum(measure_s - r.submitted_s for r in records if measure_s <= r.ended_s < stop_s
-                 and r.submitted_s < measure_s)  # fmt: skip
-    after = sum(stop_s - max(r.submitted_s, measure_s) for r in records
-                if r.ended_s >= stop_s and r.submitted_s < stop_s)  # fmt: skip
-    return (before + after) / (stop_s - measure_s)
-
-
-def _throughput_error(served: list[Finished], measure_s: float, stop_s: float) -> float:
+def _throughput_error(spans: Spans, elapsed_s: float) -> float:
     """The relative standard error of the window's throughput, by batch means over its jobs'
     ends (`throughput_error`); infinite when the window is too short to tell."""
-    if stop_s <= measure_s:
+    if elapsed_s <= 0:
         return math.inf
-    ordered = sorted(served, key=lambda r: r.ended_s)
-    ends = [r.ended_s for r in ordered]
-    summed = [0.0, *itertools.accumulate(r.ended_s - r.submitted_s for r in ordered)]
-    edges = [measure_s + (stop_s - measure_s) * i / _EDGES for i in range(_EDGES + 1)]
-    ticks = [Tick(at_s, (ended := bisect.bisect_left(ends, at_s)), summed[ended]) for at_s in edges]
+    edges = [min(i * spans.width_s, elapsed_s) for i in range(len(spans.jobs) + 1)]
+    if edges[-1] < elapsed_s:
+        edges.append(elapsed_s)  # the last span, empty, up to the window's close
+    ticks = [Tick(edges[0], 0.0, 0.0)]
+    for i, at_s in enumerate(edges[1:]):
+        jobs, latency_s = (spans.jobs[i], spans.latency_s[i]) if i < len(spans.jobs) else (0, 0.0)
+        ticks.append(Tick(at_s, ticks[-1].jobs + jobs, ticks[-1].latency_s + latency_s))
     return throughput_error(ticks)[0]
-
-
-def _due_in(records: list[Finished], measure_s: float, stop_s: float) -> list[Finished]:
-    return [r for r in records if measure_s <= r.submitted_s < stop_s]
 
 
 def _unserved(
@@ -194,67 +142,46 @@ def _unserved(
     return sum(measure_s <= started_s + at < stop_s for at in window.arrivals) - served
 
 
-def _late_starts(jobs: list[Finished], records: list[Finished], slots: int) -> int:
-    """Jobs that started over LATE_START_S after they were due although a user was free then:
-    the runtime, not the queue, made them wait (its timer or loop ran late)."""
-    starts = sorted(r.started_s for r in records)
-    ends = sorted(r.ended_s for r in records)
-    return sum(
-        r.started_s - r.submitted_s > LATE_START_S
-        and bisect.bisect_right(starts, r.submitted_s) - bisect.bisect_right(ends, r.submitted_s)
-        < slots
-        for r in jobs
-    )
-
-
-def _lost_jobs(window: Window, records: list[Finished]) -> list[str]:
-    """Jobs that ran twice, or were taken and never ended."""
-    indices = {r.job_index for r in records}
-    # Users take indices from one counter; each may take one more after the window closes.
-    lost = (max(indices) + 1 - len(indices)) if indices else 0
-    problems = []
-    if len(indices) != len(records):
-        problems.append(f"{len(records) - len(indices)} jobs ran twice")
-    if lost > window.concurrency:
-        problems.append(f"{lost - window.concurrency} jobs were taken but never finished")
-    return problems
+def _lost_jobs(tally: Tally) -> list[str]:
+    """Jobs that ran twice, or were taken and never ended: users take indices from one
+    counter, so the jobs that ended and those taken once none was left are each index below
+    the highest, once."""
+    rec, discarded = tally.recording, tally.discarded
+    taken = max(rec.top_index, max(discarded, default=-1)) + 1
+    count = taken - len(discarded)
+    total = taken * (taken - 1) // 2 - sum(discarded)
+    squares = (taken - 1) * taken * (2 * taken - 1) // 6 - sum(i * i for i in discarded)
+    if rec.ran > count:
+        return [f"{rec.ran - count} jobs ran twice"]
+    if rec.ran < count:
+        return [f"{count - rec.ran} jobs were taken but never finished"]
+    if (rec.index_sum, rec.index_squares) != (total, squares):
+        return ["some jobs ran twice and as many were taken but never finished"]
+    return []
 
 
 def _lost_updates(tally: Tally) -> list[str]:
     """Products whose stock is not its start minus what was sold: an update was lost."""
-    sold = collections.Counter(tally.sold)
+    sold = tally.recording.sold
     wrong = [
-        f"product {p}: stock {level}, expected {STOCK_START - sold[p]}"
+        f"product {p}: stock {level}, expected {STOCK_START - count}"
         for p, level in enumerate(tally.stock)
-        if level != STOCK_START - sold[p]
+        if level != STOCK_START - (count := sold[p] if p < len(sold) else 0)
     ]
     if not wrong:
         return []
     return [f"stock updates were lost on {len(wrong)} products ({'; '.join(wrong[:3])})"]
 
 
-def _unfinished(window: Window, tally: Tally, verifier: Verifier) -> list[str]:
+def _unfinished(tally: Tally) -> list[str]:
     """Background steps that never ended, or ended with a wrong result."""
-    problems = []
-    if len(tally.background) != len(tally.handed_off):
+    rec, problems = tally.recording, []
+    if rec.background != tally.handed:
         problems.append(
-            f"{len(tally.handed_off) - len(tally.background)} of {len(tally.handed_off)} "
-            "background steps never finished"
+            f"{tally.handed - rec.background} of {tally.handed} background steps never finished"
         )
-    wrong = [
-        r
-        for r in finished(tally.background)
-        if r.outcome != LOST
-        and not any(
-            verifier.accepts_step(action, r.outcome, r.checksum)
-            for stage in draw_job(
-                window.scenario, window.calibration, window.seed, r.job_index
-            ).stages
-            for action in background(stage)
-        )
-    ]
-    if wrong:
-        problems.append(f"{len(wrong)} background steps ended with a wrong result")
+    if rec.wrong_background:
+        problems.append(f"{rec.wrong_background} background steps ended with a wrong result")
     return problems
 
 

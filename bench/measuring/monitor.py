@@ -65,18 +65,23 @@ class Conductor:
         now_s = self._tick()
         self.steady = is_steady(self.ticks, self.concurrency, started_s + self.ramp_s)
         if self.steady or now_s >= cap_s:
-            self.ledger.write(0, now_s)
             self.ticks = self.ticks[-1:]  # the window's ticks start at its opening
-            return now_s
+            return self._write(0)
         return now_s + TICK_S
 
     def closes(self) -> float:
         """The closing's time if the window closes now, else the time to look again."""
         now_s = self._tick()
         if has_enough(self.ticks, self.goal):
-            self.ledger.write(1, now_s)
-            return now_s
+            return self._write(1)
         return now_s + TICK_S
+
+    def _write(self, edge: int) -> float:
+        """Set an edge to now: the users' folds place the jobs by it as soon as they see it
+        (models.load.GRACE_S)."""
+        now_s = time.perf_counter()
+        self.ledger.write(edge, now_s)
+        return now_s
 
     def _tick(self) -> float:
         jobs, latency_s = self.ledger.totals()

@@ -16,12 +16,12 @@ from typing import Any
 
 import psutil
 
-from bench.analysing.stats import Histogram
 from bench.analysing.steady import Goal
 from bench.files.scenarios import scenario_from_dict, scenario_to_dict
 from bench.measuring.environment import child_environment, python_command
 from models.cluster import Engine
 from models.load import Window, arrivals
+from models.recording import Histogram
 from models.workload import Calibration, Scenario
 
 
@@ -69,6 +69,7 @@ class PointSpec:
             engine=self.engine,
             ledger=ledger,
             ramp_s=self.ramp_s,
+            conducted=self.goal is not None and self.rate is None,
             arrivals=None
             if self.rate is None
             else arrivals(self.rate, self.warmup_s + self.duration_s, self.arrivals, self.seed),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysing.budget import Need, budget_for, plan_windows
-from bench.analysing.stats import Histogram, bound_per_s, jobs_for
+from bench.analysing.stats import bound_per_s
 from bench.analysing.steady import Goal
 from bench.analysing.thresholds import (
     ERROR_SHARE,
@@ -33,6 +33,7 @@ from bench.measuring.point import PointFailed, PointResult, PointSpec, measure_p
 from bench.measuring.service import Service
 from models import MODELS
 from models.cluster import Engine
+from models.recording import Histogram, jobs_for
 from models.workload import Calibration, Scenario
 
 # Grace on top of warm-up and measured window for starting the runtime and draining jobs.

@@ -15,12 +15,12 @@ from matplotlib.figure import Figure
 
 from bench.analysing.findings import findings, open_findings
 from bench.analysing.levels import engine_floors, twin_ratios
-from bench.analysing.stats import jobs_for
 from bench.files.meta import MicroCost, RunMeta
 from bench.files.results import Results, load_results, write_summary
 from bench.files.run_dir import write_atomically
 from bench.files.scenarios import describe_step
 from bench.presenting import plots
+from models.recording import jobs_for
 
 _TABLE_COLUMNS = (
     ("model", "model"),
