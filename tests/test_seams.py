@@ -12,6 +12,7 @@ import pytest
 
 from bench.analysing.steady import Goal
 from bench.files.meta import Interpreter, MicroCost, RunConfig, RunMeta
+from bench.measuring.monitor import Sample
 from bench.measuring.point import PointResult, PointSpec, measure_point
 from models.cluster import Engine
 from tests.conftest import TINY, TINY_CALIBRATION, histogram_of
@@ -48,9 +49,11 @@ def test_a_point_result_survives_its_json() -> None:
         failed=1,
         timeouts=0, errors=0, retries=2, elapsed_s=1.5, warmup_s=0.5, steady=False,
         drain_s=0.01, background_drain_s=math.nan, cpu_s=0.4,
-        service_cpu_s=math.nan, ctx_switches=17, rss_peak_mb=30.5, late_starts=1, unserved=0,
+        service_cpu_s=math.nan, ctx_switches=17, rss_peak_mb=30.5, pss_peak_mb=22.0, late_starts=1,
+        unserved=0,
         histogram=histogram_of([1.0, 2.0, 3.0]), service_histogram=histogram_of([0.5]),
         queue_histogram=histogram_of([0.0]), error_examples=("OSError: x",), problems=("y",),
+        samples=(Sample(0.2, 30.0, 21.0, 0.1, 12.0, 0.4), Sample(0.4, 30.5, 22.0, 0.2, 30.0, 1.0)),
     )  # fmt: skip
     back = PointResult.from_json(result.to_json())
     assert math.isnan(back.background_drain_s) and math.isnan(back.service_cpu_s)

@@ -122,6 +122,7 @@ def summary_of(latencies_ms: list[float], errors: int = 0) -> PointResult:
         service_cpu_s=math.nan,
         ctx_switches=10,
         rss_peak_mb=20.0,
+        pss_peak_mb=15.0,
         late_starts=0,
         unserved=0,
         histogram=histogram_of(latencies_ms),

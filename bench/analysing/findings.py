@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from bench.analysing.levels import engine_floors, knees
+from bench.analysing.memory import Drift
 from bench.analysing.thresholds import (
     DEGRADATION,
     LATE_SHARE,
@@ -25,10 +26,12 @@ def findings(
     cores: int,
     costs: Mapping[tuple[str, str], float] | None = None,
     fits: Mapping[str, UslFit] | None = None,
+    memory: Sequence[Drift] = (),
 ) -> list[str]:
     """Sentences on the best model per load range, saturation, degradation, one-at-a-time
     models, the bound, scalability (given the USL `fits`), and (given the run's
-    micro-benchmarks, as `costs`: (name, runtime) -> value) what each runtime's own costs are.
+    micro-benchmarks, as `costs`: (name, runtime) -> value) what each runtime's own costs are,
+    and (given the long points' `memory`) whose memory grew or held over its window.
 
     `levels` is the per-level table (`per_level`): each level judged by its median over the
     ok repeats.
@@ -52,8 +55,36 @@ def findings(
         _largest_gap(ok, cores),
         *_scalability(fits or {}),
         *_runtime_costs(costs or {}),
+        *_memory(memory),
         *_not_measured(levels),
     ]
+
+
+def _memory(memory: Sequence[Drift]) -> list[str]:
+    """A point whose memory grew over a long window while its work in flight held: a leak, or
+    a cache without a bound; and the longest window whose memory held."""
+    sentences = [
+        f"{d.model}'s memory grew over its {d.window_s:.0f} s window at N={d.concurrency}: "
+        f"{d.first_mb:.0f} MiB of RSS in its first quarter, {d.last_mb:.0f} in its last "
+        f"(+{d.last_mb / d.first_mb - 1:.0%})"
+        + (
+            ""
+            if math.isnan(d.in_flight[0])
+            else f", with {d.in_flight[0]:.0f} and {d.in_flight[1]:.0f} jobs in flight"
+        )
+        + ": something it keeps grows with the jobs it has run."
+        for d in memory
+        if d.grew
+    ]
+    held = [d for d in memory if not d.rose]
+    if held:
+        d = max(held, key=lambda d: d.window_s)
+        sentences.append(
+            f"Memory held over the longest window, {d.model}'s {d.window_s:.0f} s at "
+            f"N={d.concurrency}: {d.first_mb:.0f} MiB of RSS in its first quarter, "
+            f"{d.last_mb:.0f} in its last."
+        )
+    return sentences
 
 
 def _best_per_range(ok: pd.DataFrame) -> list[str]:

@@ -52,3 +52,11 @@ ONE_CORE = 0.9
 # The Universal Scalability Law: levels needed before three parameters are more than a curve
 # through the points.
 USL_MIN_LEVELS = 4
+
+# Memory over a window: shorter windows say nothing of a slope (allocators and caches fill
+# first). A point's RSS grew when its window's last quarter holds this share and this many MiB
+# more than its first quarter, while its jobs in flight moved less than the flat share.
+LONG_WINDOW_S = 20.0
+GROWTH_SHARE = 0.10
+GROWTH_MB = 4.0
+FLAT_IN_FLIGHT = 0.10

@@ -18,8 +18,10 @@ from bench.files.meta import RunMeta
 from bench.files.run_dir import (
     COUNT_COLUMNS,
     ESSENTIAL_COLUMNS,
+    KEY_COLUMNS,
     LATENCY_PERCENTILES,
     POINT_COLUMNS,
+    SAMPLE_COLUMNS,
     TEXT_COLUMNS,
     write_atomically,
 )
@@ -48,6 +50,21 @@ class Results:
         """Each model's Universal Scalability Law fit over its ok repeats (`fit_models`),
         computed on first use."""
         return fit_models(self.points)
+
+    @functools.cached_property
+    def samples(self) -> pd.DataFrame:
+        """Every point's process tree over time (samples.csv: `KEY_COLUMNS`, then
+        `SAMPLE_COLUMNS`); empty for a run older than schema 5."""
+        path = self.run_dir / "samples.csv"
+        if not path.is_file():
+            return pd.DataFrame(columns=[*KEY_COLUMNS, *SAMPLE_COLUMNS])
+        rows = _complete_lines(path)[0]
+        return pd.read_csv(
+            io.StringIO("".join(rows)),
+            dtype={c: str for c in ("model", "interpreter", "load")},
+            keep_default_na=False,
+            na_values={c: ["", "nan"] for c in ("rate", *SAMPLE_COLUMNS)},
+        )
 
     def histograms(self) -> dict[PointKey, Histogram]:
         """Every point's latency histogram, by (model, interpreter, concurrency, rate, repeat);
@@ -120,7 +137,7 @@ def load_results(run_dir: Path) -> Results:
     notes = []
     try:
         meta = RunMeta.from_dict(json.loads((run_dir / "meta.json").read_text()))
-        for name in ("points.csv", "histograms.jsonl"):
+        for name in ("points.csv", "histograms.jsonl", "samples.csv"):
             if (run_dir / name).is_file() and _complete_lines(run_dir / name)[1]:
                 notes.append(
                     f"the last line of {run_dir / name} was cut short (the run was stopped while "

@@ -16,6 +16,9 @@ Schema history (`schema_version` in meta.json):
       throughput, by batch means; inf when its window is too short to tell); `edge_n` (how
       far the window's edges can move `littles_n`, in jobs); meta.json
       `config.budget_s` (then `warmup_s` and `duration_s` are null) and `budget_advice_s`.
+  5 — `pss_peak_mb`; samples.csv: each point's process tree over time (`SAMPLE_COLUMNS`).
+      `late_starts` counts jobs that started over 2 ms after they were both due and in a
+      user's hands (before: due while a user was free).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from bench.errors import OutputError
 from bench.files.meta import RunMeta
 from models.recording import Histogram
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 LATENCY_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99, 100.0)
 
 POINT_COLUMNS = (
@@ -71,6 +74,7 @@ POINT_COLUMNS = (
     "cpu_s",
     "cpu_util",
     "rss_peak_mb",
+    "pss_peak_mb",
     "ctx_switches",
     "drain_s",
     "late_starts",
@@ -112,12 +116,20 @@ COUNT_COLUMNS = (
 )
 
 
+# The key of a point, in histograms.jsonl and samples.csv.
+KEY_COLUMNS = ("model", "interpreter", "load", "concurrency", "rate", "repeat")
+# samples.csv: a point's process tree over time (bench.measuring.monitor.Sample), after its key.
+SAMPLE_COLUMNS = ("at_s", "rss_mb", "pss_mb", "cpu_s", "jobs", "latency_s")
+
+
 @dataclass(frozen=True)
 class Point:
-    """One row of points.csv (keys of `POINT_COLUMNS`) and the latency histogram behind it."""
+    """One row of points.csv (keys of `POINT_COLUMNS`), the latency histogram behind it, and
+    its samples over time (fields of `SAMPLE_COLUMNS`)."""
 
     row: dict[str, Any]
     histogram: Histogram
+    samples: tuple[tuple[float, ...], ...] = ()
 
 
 def check_out_dir(out: Path) -> None:
@@ -155,20 +167,22 @@ def write_meta(run_dir: Path, meta: RunMeta) -> None:
 
 
 class PointsWriter:
-    """Appends each finished point to points.csv and histograms.jsonl at once."""
+    """Appends each finished point to points.csv, histograms.jsonl and samples.csv at once."""
 
     def __init__(self, run_dir: Path) -> None:
         self.csv_path = run_dir / "points.csv"
         self.histograms_path = run_dir / "histograms.jsonl"
+        self.samples_path = run_dir / "samples.csv"
         with self.csv_path.open("w", newline="") as f:
             csv.writer(f).writerow(POINT_COLUMNS)
+        with self.samples_path.open("w", newline="") as f:
+            csv.writer(f).writerow(KEY_COLUMNS + SAMPLE_COLUMNS)
         self.histograms_path.touch()
 
     def append(self, point: Point) -> None:
         """Write one point; each file gets one complete line, flushed to disk. A write that
         fails (a full disk) is an `OutputError`; the lines written before it stay whole."""
-        names = ("model", "interpreter", "load", "concurrency", "rate", "repeat")
-        key = {k: point.row.get(k) for k in names}
+        key = {k: point.row.get(k) for k in KEY_COLUMNS}
         path = self.csv_path
         try:
             with path.open("a", newline="") as f:
@@ -178,6 +192,14 @@ class PointsWriter:
             path = self.histograms_path
             with path.open("a") as f:
                 f.write(json.dumps({**key, "latency_ms": point.histogram.to_dict()}) + "\n")
+                f.flush()
+            path = self.samples_path
+            with path.open("a", newline="") as f:
+                csv.writer(f).writerows(
+                    # Ten digits: a long point's in-flight count is a slope of large sums.
+                    [*(_cell(v) for v in key.values()), *(f"{v:.10g}" for v in sample)]
+                    for sample in point.samples
+                )
                 f.flush()
         except OSError as exc:
             raise _unwritable(path, exc) from None

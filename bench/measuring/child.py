@@ -108,6 +108,7 @@ def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float)
         service_cpu_s=usage.service_cpu_s,
         ctx_switches=usage.ctx_switches,
         rss_peak_mb=usage.rss_peak_mb,
+        pss_peak_mb=usage.pss_peak_mb,
         late_starts=rec.delay.above(LATE_START_S * 1000.0),
         unserved=_unserved(window, usage.started_s, measure_s, stop_s, rec.jobs),
         histogram=rec.latency,
@@ -115,6 +116,7 @@ def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float)
         queue_histogram=rec.queue,
         error_examples=tuple(tally.errors),
         problems=tuple(problems),
+        samples=tuple(usage.samples),
     )
 
 

@@ -12,9 +12,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 
@@ -24,12 +24,26 @@ from models.load import Ledger
 # Peak RSS is sampled, not tracked: often enough to catch a peak that lasts, rarely enough that
 # the monitor's own reads stay a small part of the tree's CPU.
 _SAMPLE_PERIOD_S = 0.2
+# A point keeps at most this many samples of its tree: past it, every other one goes and the
+# period doubles, so an hour's point holds no more than a minute's.
+MAX_SAMPLES = 1024
 # How often the monitor wakes: to sample, and for a conductor to look at the ledger.
 TICK_S = 0.1
 # Once the window has closed no job may end for a while yet (background work, the model's own
 # teardown: a cluster or a broker stopping), so a stall takes this many times as long.
 AFTER_WINDOW_STALL = 3.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class Sample(NamedTuple):
+    """The process tree at one moment of a point, seconds from the window's start."""
+
+    at_s: float
+    rss_mb: float  # MiB, over the tree
+    pss_mb: float  # MiB: shared pages split between the processes that map them; NaN: unknown
+    cpu_s: float  # the tree's CPU since it started
+    jobs: float  # jobs ended so far (closed load; NaN for open)
+    latency_s: float  # their summed latencies: the slope of this over time is the jobs in flight
 
 
 @dataclass
@@ -44,7 +58,9 @@ class TreeUsage:
     cpu_s: float = 0.0
     ctx_switches: int = 0
     rss_peak_mb: float = 0.0
+    pss_peak_mb: float = math.nan  # where the kernel reports it (Linux)
     service_cpu_s: float = math.nan  # the latency service's CPU, when the run started it
+    samples: list[Sample] = field(default_factory=list)  # the tree over time
 
 
 class Conductor:
@@ -144,6 +160,8 @@ class TreeMonitor(threading.Thread):
         self.tree: list[psutil.Process] = [self.process]
         self.rss_sample_s = 0.0  # how long the last RSS sample took
         self.rss_sampled_s = 0.0  # when
+        self.sample_period_s = _SAMPLE_PERIOD_S
+        self.kept_s = -math.inf  # when the last sample was kept
         # The run's latency service: outside the tree, its CPU is read at the same edges.
         self.service = None if service_pid is None else psutil.Process(service_pid)
 
@@ -216,9 +234,27 @@ class TreeMonitor(threading.Thread):
         return edge_s
 
     def _sample_rss(self) -> None:
+        """Read the tree's memory (and keep a sample of it over time, with its CPU and the
+        ledger's jobs, at the kept samples' period)."""
+        now_s = time.perf_counter()
         self.tree = [self.process, *self.process.children(recursive=True)]
         rss = sum(_quietly(lambda p: p.memory_info().rss, proc, 0) for proc in self.tree)
-        self.usage.rss_peak_mb = max(self.usage.rss_peak_mb, rss / 2**20)
+        usage = self.usage
+        usage.rss_peak_mb = max(usage.rss_peak_mb, rss / 2**20)
+        pss = math.fsum(_pss_mb(proc.pid) for proc in self.tree)
+        usage.pss_peak_mb = pss if math.isnan(usage.pss_peak_mb) else max(usage.pss_peak_mb, pss)
+        if now_s - self.kept_s < self.sample_period_s * 0.99:
+            return
+        self.kept_s = now_s
+        cpu = math.fsum(seconds for proc in self.tree if (seconds := _cpu_s(proc)) is not None)
+        jobs, latency_s = math.nan, math.nan
+        if self.stall is not None:
+            jobs, latency_s = self.stall.ledger.totals()
+        at_s = now_s - usage.started_s
+        usage.samples.append(Sample(at_s, rss / 2**20, pss, cpu, jobs, latency_s))
+        if len(usage.samples) > MAX_SAMPLES:
+            usage.samples = usage.samples[::2]
+            self.sample_period_s *= 2.0
 
     def _usage(self) -> dict[int, tuple[float, int]]:
         """CPU seconds and context switches (all threads) per process of the known tree.
@@ -241,6 +277,19 @@ def _quietly(read: Any, proc: psutil.Process, default: Any) -> Any:
         return read(proc)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return default
+
+
+def _pss_mb(pid: int) -> float:
+    """A process's proportional set size in MiB, from the kernel's one-line rollup (Linux 4.14
+    on), so it is cheap to read; NaN where there is none."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return math.nan
 
 
 def _cpu_s(proc: psutil.Process) -> float | None:

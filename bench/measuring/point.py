@@ -19,6 +19,7 @@ import psutil
 from bench.analysing.steady import Goal
 from bench.files.scenarios import scenario_from_dict, scenario_to_dict
 from bench.measuring.environment import child_environment, python_command
+from bench.measuring.monitor import Sample
 from models.cluster import Engine
 from models.load import Window, arrivals
 from models.recording import Histogram
@@ -123,6 +124,7 @@ class PointResult:
     service_cpu_s: float  # NaN unless the run started the latency service
     ctx_switches: int
     rss_peak_mb: float
+    pss_peak_mb: float  # NaN where the kernel does not report it
     late_starts: int
     unserved: int  # open load: jobs due in the window that never ran
     histogram: Histogram  # latency, ms
@@ -130,6 +132,7 @@ class PointResult:
     queue_histogram: Histogram  # from due to start, ms
     error_examples: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # lost jobs or stock updates, unfinished background work
+    samples: tuple[Sample, ...] = ()  # the process tree over the point's time
 
     def to_json(self) -> str:
         """The result as the point process writes it."""
@@ -150,6 +153,8 @@ class PointResult:
             }
             | {
                 "error_examples": tuple(data["error_examples"]),
+                "samples": tuple(Sample(*(float(v) for v in row)) for row in data["samples"]),
+                "pss_peak_mb": float(data["pss_peak_mb"]),
                 "problems": tuple(data["problems"]),
                 "background_drain_s": float(data["background_drain_s"]),
                 "service_cpu_s": float(data["service_cpu_s"]),

@@ -504,6 +504,7 @@ def _measured(
         "cpu_s": measured.cpu_s,
         "cpu_util": measured.cpu_util,
         "rss_peak_mb": measured.rss_peak_mb,
+        "pss_peak_mb": measured.pss_peak_mb,
         "ctx_switches": measured.ctx_switches,
         "warmup_s": measured.warmup_s,
         "steady": int(measured.steady),
@@ -520,4 +521,4 @@ def _measured(
         "efficiency": throughput / row["bound"] if row["bound"] > 0 else math.nan,
     }
     row["warning"] = "; ".join(point_warnings(row))
-    return Point(row, latency)
+    return Point(row, latency, measured.samples)

@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bench.analysing.levels import knees, per_level
+from bench.analysing.thresholds import LONG_WINDOW_S
 from bench.analysing.usl import fit_models
 from bench.files.results import Results
 from models import registered
@@ -202,6 +203,34 @@ def resources(data: Results | pd.DataFrame) -> Figure:
         _concurrency_axis(ax, _levels(points))
     _note_missing(axes[1], points)
     axes[1].legend(fontsize="small")
+    return fig
+
+
+def long_points(results: Results) -> pd.DataFrame:
+    """The ok points whose windows are long enough for memory over time to say something."""
+    points = results.points
+    return points[(points["status"] == "ok") & (points["elapsed_s"] >= LONG_WINDOW_S)]
+
+
+def memory(results: Results) -> Figure:
+    """RSS (solid) and PSS (dashed) of each long point's process tree over its time, its
+    measured window shaded: a leak shows as a slope."""
+    fig, ax = _subplots(figsize=(10, 4.2))
+    for _, point in long_points(results).iterrows():
+        key = ["model", "interpreter", "concurrency", "repeat"]
+        mine = results.samples[(results.samples[key] == point[key].to_numpy()).all(axis=1)]
+        colour = model_colour(str(point["model"]))
+        label = f"{point['model']} N={point['concurrency']:.0f} #{point['repeat']:.0f}"
+        ax.plot(mine["at_s"], mine["rss_mb"], "-", color=colour, label=f"{label} RSS")
+        if mine["pss_mb"].notna().any():
+            ax.plot(mine["at_s"], mine["pss_mb"], "--", color=colour, label=f"{label} PSS")
+        opens_s = float(point["warmup_s"])
+        ax.axvspan(opens_s, opens_s + float(point["elapsed_s"]), color=colour, alpha=0.06)
+    ax.set_xlabel("seconds from the point's start (its measured window shaded)")
+    ax.set_ylabel("MiB")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Memory of the process tree over each long point")
+    ax.legend(fontsize="small")
     return fig
 
 

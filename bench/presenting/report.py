@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from bench.analysing.findings import findings, open_findings
 from bench.analysing.levels import engine_floors, twin_ratios
+from bench.analysing.memory import drifts
 from bench.files.meta import MicroCost, RunMeta
 from bench.files.results import Results, load_results, write_summary
 from bench.files.run_dir import write_atomically
@@ -110,7 +111,13 @@ def render(results: Results) -> str:
     if slo_ms is not None:
         sentences = open_findings(results.levels, slo_ms)
     else:
-        sentences = findings(results.levels, meta.cores, meta.costs(), results.fits)
+        sentences = findings(
+            results.levels,
+            meta.cores,
+            meta.costs(),
+            results.fits,
+            drifts(results.samples, results.points),
+        )
     if not (results.levels["status"] == "ok").any():  # nothing to draw on a log scale
         figures = ["<p>No figure: no point was measured ok; the tables give each reason.</p>"]
     else:
@@ -195,6 +202,8 @@ def _figures(results: Results) -> list[str]:
         ("scalability", plots.scalability(results)),
         ("spectrum", plots.spectrum(results)),
     ]
+    if not plots.long_points(results).empty:
+        drawn.append(("memory", plots.memory(results)))
     return [f"<figure id='fig-{name}'>{_svg(fig)}</figure>" for name, fig in drawn]
 
 

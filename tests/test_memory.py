@@ -1,0 +1,65 @@
+"""Memory over a point's window: a slope while the work in flight holds is named; a flat line
+and a short window are not."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.analysing.findings import _memory
+from bench.analysing.memory import drifts
+
+
+def run(rss_per_s: float, window_s: float = 60.0, in_flight_per_s: float = 0.0) -> list[str]:
+    """A point of `window_s` after a 2 s warm-up, sampled every 0.5 s: its RSS starts at 40 MiB
+    and rises by `rss_per_s`; 100 jobs in flight, rising by `in_flight_per_s`."""
+    times = [0.5 * i for i in range(int((window_s + 2.0) / 0.5) + 1)]
+    latency_s, summed = [], 0.0
+    for before, at in zip([0.0, *times], times, strict=False):
+        summed += (100.0 + in_flight_per_s * at) * (at - before)
+        latency_s.append(summed)
+    samples = pd.DataFrame(
+        {
+            "model": "asyncio",
+            "interpreter": "3.11",
+            "load": "closed",
+            "concurrency": 100,
+            "rate": float("nan"),
+            "repeat": 1,
+            "at_s": times,
+            "rss_mb": [40.0 + rss_per_s * at for at in times],
+            "pss_mb": float("nan"),
+            "cpu_s": times,
+            "jobs": [10.0 * at for at in times],
+            "latency_s": latency_s,
+        }
+    )
+    points = pd.DataFrame(
+        [
+            {
+                "model": "asyncio",
+                "interpreter": "3.11",
+                "concurrency": 100,
+                "repeat": 1,
+                "status": "ok",
+                "warmup_s": 2.0,
+                "elapsed_s": window_s,
+            }
+        ]
+    )
+    return _memory(drifts(samples, points))
+
+
+def test_memory_that_grows_while_the_work_in_flight_holds_is_named() -> None:
+    (sentence,) = run(rss_per_s=0.5)  # +30 MiB over a minute
+    assert sentence.startswith("asyncio's memory grew over its 60 s window at N=100")
+    assert "with 100 and 100 jobs in flight" in sentence
+
+
+def test_flat_memory_says_it_held_and_short_windows_say_nothing() -> None:
+    (sentence,) = run(rss_per_s=0.0)
+    assert sentence.startswith("Memory held over the longest window, asyncio's 60 s")
+    assert run(rss_per_s=0.5, window_s=10.0) == []
+
+
+def test_memory_that_follows_more_work_in_flight_is_not_a_leak() -> None:
+    assert run(rss_per_s=0.5, in_flight_per_s=5.0) == []  # jobs in flight triple
