@@ -33,8 +33,8 @@ def point_warnings(row: Mapping[Any, Any]) -> list[str]:
     if (row.get("late_starts") or 0) > LATE_SHARE * row["jobs"]:
         found.append(
             f"{row['late_starts']:.0f} jobs started over {LATE_START_S * 1000:g} ms late "
-            "although a user was free: the runtime's timers ran late (the load fell behind its "
-            "schedule); their latency counts it"
+            "after they were due and in a user's hands: the runtime's timers ran late (the load "
+            "fell behind its schedule); their latency counts it"
         )
     n, littles_n = row["concurrency"], row["littles_n"]
     # The jobs in flight as the window opens and closes put their time outside it into the
