@@ -275,8 +275,10 @@ class Tally:
             rec.ran += 1
             rec.index_sum += index
             rec.index_squares += index * index
-            rec.top_index = max(rec.top_index, index)
-            rec.last_end_s = max(rec.last_end_s, ended_s)
+            if index > rec.top_index:
+                rec.top_index = index
+            if ended_s > rec.last_end_s:
+                rec.last_end_s = ended_s
             taken_s = self.taken_s.pop(index, submitted_s)
             self.unsettled.append(
                 (index, submitted_s, started_s, ended_s, outcome, fine, taken_s, False)
@@ -345,9 +347,9 @@ class Tally:
             rec.errors += 1
             return
         rec.latency.record((ended_s - submitted_s) * 1000.0)
-        rec.service.record((ended_s - started_s) * 1000.0)
-        rec.queue.record((started_s - submitted_s) * 1000.0)
         if not closed:
+            rec.service.record((ended_s - started_s) * 1000.0)
+            rec.queue.record((started_s - submitted_s) * 1000.0)
             rec.delay.record((started_s - max(submitted_s, taken_s)) * 1000.0)
         rec.ok += outcome == OK
         rec.failed += outcome == FAILED

@@ -26,12 +26,26 @@ class Histogram:
 
     def record(self, value_ms: float) -> None:
         """Add one value."""
-        bucket = math.floor(math.log(max(value_ms, _FLOOR_MS)) / _LOG_RATIO)
-        self.counts[bucket] = self.counts.get(bucket, 0) + 1
+        # Comparisons, not min() and max(): this runs for every job, inside the window.
+        bucket = math.floor(math.log(value_ms if value_ms > _FLOOR_MS else _FLOOR_MS) / _LOG_RATIO)
+        counts = self.counts
+        counts[bucket] = counts.get(bucket, 0) + 1
         self.total += 1
         self.sum_ms += value_ms
-        self.min_ms = min(self.min_ms, value_ms)
-        self.max_ms = max(self.max_ms, value_ms)
+        if value_ms < self.min_ms:
+            self.min_ms = value_ms
+        if value_ms > self.max_ms:
+            self.max_ms = value_ms
+
+    @classmethod
+    def constant(cls, value_ms: float, count: int) -> Histogram:
+        """`count` values all equal to `value_ms`."""
+        histogram = cls()
+        if count:
+            histogram.record(value_ms)
+            histogram.counts = {bucket: count for bucket in histogram.counts}
+            histogram.total, histogram.sum_ms = count, value_ms * count
+        return histogram
 
     def merge(self, other: Histogram) -> None:
         """Add every value of `other`."""
@@ -210,10 +224,12 @@ class Recording:
     window it fell in, how it ended, whether it checked out. Mergeable across processes."""
 
     latency: Histogram = field(default_factory=Histogram)  # counted jobs, checked out, ms
-    service: Histogram = field(default_factory=Histogram)  # from start to end
-    queue: Histogram = field(default_factory=Histogram)  # from due to start
-    # Open load: from when a job was both due and in a user's hands to its start; what the
-    # runtime's timers and loop added.
+    # Open load only (a closed load's jobs start as they are submitted: their service time is
+    # their latency, and they never queue): from start to end, from due to start, and from
+    # when a job was both due and in a user's hands to its start (what the runtime's timers
+    # and loop added).
+    service: Histogram = field(default_factory=Histogram)
+    queue: Histogram = field(default_factory=Histogram)
     delay: Histogram = field(default_factory=Histogram)
     submitted: int = 0  # every job that ended, in or out of the window
     completed: int = 0  # of those, the ones that succeeded and checked out

@@ -134,3 +134,9 @@ def test_the_interval_of_a_median_is_the_textbook_one() -> None:
     assert interval is not None
     assert interval[0] == pytest.approx(40.0, rel=1e-3)
     assert interval[1] == pytest.approx(61.0, rel=1e-3)
+
+
+def test_a_constant_histogram_holds_its_value_count_times() -> None:
+    zeros = Histogram.constant(0.0, 5)
+    assert (zeros.total, zeros.percentile(99), zeros.sum_ms) == (5, 0.0, 0.0)
+    assert Histogram.constant(3.0, 0) == Histogram()

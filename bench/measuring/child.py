@@ -25,7 +25,7 @@ from bench.measuring.monitor import Conductor, Stall, TreeMonitor, TreeUsage
 from bench.measuring.point import PointResult, PointSpec
 from models import MODELS
 from models.load import STOCK_START, Ledger, Tally, Window
-from models.recording import Spans
+from models.recording import Histogram, Spans
 
 # A closed point whose jobs stop ending for STALL_S plus STALL_PATHS critical paths is failed
 # then, not at its hard timeout: a healthy model ends N jobs per job length, and a job 20 times
@@ -77,10 +77,10 @@ def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float)
     closes_s = measure_s + window.duration_s if math.isnan(usage.closes_s) else usage.closes_s
     stop_s = min(closes_s, returned_s)
     tally.fold(window, returned_s, edges=(measure_s, stop_s))
-    rec = tally.recording
+    rec, closed = tally.recording, window.arrivals is None
     problems = _lost_jobs(tally) + _lost_updates(tally) + _unfinished(tally)
-    opened, closed = tally.blind_s
-    if opened > measure_s or closed > stop_s:
+    blind_open_s, blind_close_s = tally.blind_s
+    if blind_open_s > measure_s or blind_close_s > stop_s:
         problems.append(
             "the conductor wrote an edge of the window after jobs past it had been counted"
         )
@@ -112,8 +112,8 @@ def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float)
         late_starts=rec.delay.above(LATE_START_S * 1000.0),
         unserved=_unserved(window, usage.started_s, measure_s, stop_s, rec.jobs),
         histogram=rec.latency,
-        service_histogram=rec.service,
-        queue_histogram=rec.queue,
+        service_histogram=rec.latency if closed else rec.service,
+        queue_histogram=Histogram.constant(0.0, rec.latency.total) if closed else rec.queue,
         error_examples=tuple(tally.errors),
         problems=tuple(problems),
         samples=tuple(usage.samples),
