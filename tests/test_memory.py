@@ -3,10 +3,13 @@ and a short window are not."""
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 
 from bench.analysing.findings import _memory
 from bench.analysing.memory import drifts
+from bench.measuring.monitor import MAX_SAMPLES, TreeMonitor
 
 
 def run(rss_per_s: float, window_s: float = 60.0, in_flight_per_s: float = 0.0) -> list[str]:
@@ -63,3 +66,17 @@ def test_flat_memory_says_it_held_and_short_windows_say_nothing() -> None:
 
 def test_memory_that_follows_more_work_in_flight_is_not_a_leak() -> None:
     assert run(rss_per_s=0.5, in_flight_per_s=5.0) == []  # jobs in flight triple
+
+
+def test_a_long_point_keeps_a_bounded_number_of_samples() -> None:
+    read, write = os.pipe()
+    monitor = TreeMonitor(read, 0.0, 1.0, None)
+    monitor.sample_period_s = 0.0  # keep every sample
+    for _ in range(MAX_SAMPLES + 100):
+        monitor._sample_rss()
+    samples = monitor.usage.samples
+    assert MAX_SAMPLES // 2 <= len(samples) <= MAX_SAMPLES
+    assert all(s.rss_mb > 0 and s.cpu_s > 0 for s in samples)
+    assert monitor.usage.pss_peak_mb > 0  # Linux reports it
+    os.close(read)
+    os.close(write)
