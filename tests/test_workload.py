@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import random
+import statistics
 import subprocess
 import sys
 
@@ -19,10 +21,12 @@ from models.workload import (
     Compute,
     CpuStep,
     Dist,
+    Draws,
     IoStep,
     Lock,
     Scenario,
     Stage,
+    Stream,
     Verifier,
     Wait,
     burn_native,
@@ -125,9 +129,11 @@ STEPS = [
 ]
 
 
+@pytest.mark.parametrize("draws", ["stream", "mersenne"])
 @pytest.mark.parametrize("step", STEPS, ids=lambda s: s.name)
-def test_step_mean_and_success_rate_match_a_simulation(step: IoStep) -> None:
-    rng = random.Random(1)
+def test_step_mean_and_success_rate_match_a_simulation(step: IoStep, draws: str) -> None:
+    # A job's own stream, and the Mersenne Twister the bound's estimates draw from.
+    rng: Draws = Stream(1, 0) if draws == "stream" else random.Random(1)
     times, successes = [], 0
     for _ in range(40_000):
         total = 0.0
@@ -183,3 +189,24 @@ def test_verifier_accepts_only_explicable_outcomes() -> None:
     plain = draw_job(SCENARIOS["io-bound"], TINY_CALIBRATION, 0, 0)
     assert not verifier.accepts(plain, FAILED, 0)  # nothing in io-bound can fail
     assert not verifier.accepts(plain, TIMED_OUT, 0)
+
+
+def test_a_jobs_stream_is_splitmix64_as_published() -> None:
+    stream = Stream(0, 0)
+    stream.state = 0  # the reference outputs of Vigna's splitmix64.c from state 0
+    assert [stream.bits() for _ in range(4)] == [
+        0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F, 0xF88BB8A8724C81EC,
+    ]  # fmt: skip
+
+
+def test_each_job_draws_its_own_numbers_the_same_every_time() -> None:
+    first = [Stream(7, i).random() for i in range(1000)]
+    assert first == [Stream(7, i).random() for i in range(1000)]
+    assert len(set(first)) == 1000 and min(first) >= 0.0 and max(first) < 1.0
+    assert abs(statistics.fmean(first) - 0.5) < 0.05
+    assert Stream(8, 0).random() != Stream(7, 0).random()
+    weights = [0.5, 0.8, 1.0]  # running sums: 50%, 30%, 20%
+    stream = Stream(7, 0)
+    counts = collections.Counter(stream.choice(weights) for _ in range(10_000))
+    assert sorted(counts) == [0, 1, 2]
+    assert abs(counts[0] / 10_000 - 0.5) < 0.03 and abs(counts[2] / 10_000 - 0.2) < 0.03
