@@ -207,8 +207,11 @@ def resources(data: Results | pd.DataFrame) -> Figure:
 
 
 def long_points(results: Results) -> pd.DataFrame:
-    """The ok points whose windows are long enough for memory over time to say something."""
+    """The ok points whose windows are long enough for memory over time to say something
+    (none in a run older than its samples)."""
     points = results.points
+    if results.samples.empty:
+        return points.iloc[:0]
     return points[(points["status"] == "ok") & (points["elapsed_s"] >= LONG_WINDOW_S)]
 
 
