@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import itertools
 import math
 import mmap
@@ -157,7 +158,12 @@ class Log:
 
 
 _FOLDING = threading.Lock()  # one fold at a time among a process's threads
-_VERIFIER: list[Verifier] = []  # this process's, made at its first fold
+
+
+@functools.cache
+def _verifier() -> Verifier:
+    """This process's verifier (it extends its table of native digests as jobs need them)."""
+    return Verifier()
 
 
 @dataclass
@@ -266,15 +272,12 @@ class Tally:
 
     def _check(self, records: list[Record], background: list[Background], sold: list[int]) -> None:
         """Verify each job and step as it comes in; keep the numbers that place it."""
-        if not _VERIFIER:
-            _VERIFIER.append(Verifier())
-        verifier, rec = _VERIFIER[0], self.recording
+        verifier, rec = _verifier(), self.recording
         for job, submitted_s, started_s, ended_s, checksum, outcome in records:
             index = job.index
             fine = outcome != LOST and verifier.accepts(job, outcome, checksum)
             rec.submitted += 1
             rec.completed += fine and outcome == OK
-            rec.ran += 1
             rec.index_sum += index
             rec.index_squares += index * index
             if index > rec.top_index:
@@ -361,9 +364,8 @@ class Tally:
 def handed_step(window: Window, job: int, outcome: int, checksum: int) -> Action:
     """The background step of job `job` that ended with `outcome` and `checksum`, for an
     engine whose steps report back only their job's index: one that checks out, if any does."""
-    verifier = Verifier()
     steps = [a for stage in window.job_at(job).stages for a in background(stage)]
-    return next((a for a in steps if verifier.accepts_step(a, outcome, checksum)), steps[0])
+    return next((a for a in steps if _verifier().accepts_step(a, outcome, checksum)), steps[0])
 
 
 def _take(items: list[Any]) -> list[Any]:

@@ -249,9 +249,8 @@ class Recording:
     background: int = 0  # background steps that ended
     wrong_background: int = 0  # ... with a result that did not check out
     last_background_s: float = -math.inf
-    # The indices of the jobs that ended: how many, their sum and their squares' sum tell
-    # (with the ones taken and never run) whether each ran exactly once.
-    ran: int = 0
+    # The indices of the jobs that ended (`submitted` counts them): with their sum and their
+    # squares' sum, and the ones taken and never run, they tell whether each ran exactly once.
     index_sum: int = 0
     index_squares: int = 0
     top_index: int = -1
@@ -264,7 +263,7 @@ class Recording:
         self.spans.merge(other.spans)
         for name in ("submitted", "completed", "jobs", "ok", "failed", "timeouts", "errors",
                      "retries", "served", "before_s", "after_s", "background",
-                     "wrong_background", "ran", "index_sum", "index_squares"):  # fmt: skip
+                     "wrong_background", "index_sum", "index_squares"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.last_end_s = max(self.last_end_s, other.last_end_s)
         self.last_background_s = max(self.last_background_s, other.last_background_s)

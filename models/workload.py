@@ -52,7 +52,7 @@ def _mix64(z: int) -> int:
 class Stream:
     """The random numbers of one job: SplitMix64 from a state mixed out of the run's seed and
     the job's index, then the transforms below. Only 64-bit words, additions, shifts, xors and
-    products mod 2^64, and one libm call per transform, so any language draws the same job i;
+    products mod 2^64, and libm's log, exp, sqrt and cos, so any language draws the same job i;
     and it starts in O(1), where a Mersenne Twister seeds 624 words (4.6 us a job)."""
 
     __slots__ = ("state",)

@@ -157,10 +157,10 @@ def _lost_jobs(tally: Tally) -> list[str]:
     count = taken - len(discarded)
     total = taken * (taken - 1) // 2 - sum(discarded)
     squares = (taken - 1) * taken * (2 * taken - 1) // 6 - sum(i * i for i in discarded)
-    if rec.ran > count:
-        return [f"{rec.ran - count} jobs ran twice"]
-    if rec.ran < count:
-        return [f"{count - rec.ran} jobs were taken but never finished"]
+    if rec.submitted > count:
+        return [f"{rec.submitted - count} jobs ran twice"]
+    if rec.submitted < count:
+        return [f"{count - rec.submitted} jobs were taken but never finished"]
     if (rec.index_sum, rec.index_squares) != (total, squares):
         return ["some jobs ran twice and as many were taken but never finished"]
     return []
