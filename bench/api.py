@@ -7,8 +7,9 @@ import datetime as dt
 import math
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.errors import UnknownNameError, UsageError
 from bench.files.meta import MicroCost, RunConfig, RunMeta
@@ -33,6 +34,14 @@ from bench.measuring.environment import (
 )
 from bench.measuring.interpreters import check_runtime, own, probe
 from bench.measuring.micro import run_micro
+from bench.measuring.overhead import (
+    OVERHEAD_CSV,
+    OverheadWriter,
+    Study,
+    run_study,
+    with_bare_loops,
+)
+from bench.measuring.overhead import check_models as check_bare_models
 from bench.measuring.service import LocalService, Service, check_reachable
 from bench.measuring.sweep import MOST_ARRIVALS, Progress, SweepConfig, run_sweep
 from bench.presenting.report import write_report
@@ -98,6 +107,7 @@ def run(
     budget_s: float | None = None,
     begun_s: float | None = None,
     timeout_s: float | None = None,
+    overhead: bool = False,
     command: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> Results:
@@ -116,6 +126,8 @@ def run(
     interpreters to run every point under (each with the runtime set installed).
     `dask_address` (a scheduler), `broker` and `result_backend` (Celery's) send the dask and
     celery models' jobs to workers the user runs; without them each point starts its own.
+    `overhead` also holds each model that has a bare loop to it (`overhead`), on the run's
+    transport, after the sweep; the rows go to the run's overhead.csv.
     Raises `BenchError` for bad arguments, before anything runs.
     """
     begun_s = time.time() if begun_s is None else begun_s
@@ -227,6 +239,14 @@ def run(
         progress.on_deadline(time.time() + left_s + _REPORT_S)
     try:
         run_sweep(config, calibration, cores, progress.on_start, keep, server, advice.append)
+        if overhead and (held := with_bare_loops(config.models)):
+            rows = OverheadWriter(run_dir / OVERHEAD_CSV)
+            run_study(
+                Study(held, (transport,), seed=seed),
+                calibration,
+                lambda _: server,
+                on_row=rows.append,
+            )
     finally:
         if server is not None:
             server.close()
@@ -247,6 +267,55 @@ def run(
     write_summary(results)
     write_report(results)
     return results
+
+
+def overhead(
+    models: Sequence[str] | None = None,
+    transports: Sequence[str] = ("sleep", "tcp"),
+    concurrency: int | None = None,
+    *,
+    warmup_s: float = WARMUP_S,
+    duration_s: float = DURATION_S,
+    repeat: int = REPEAT,
+    seed: int = 0,
+    service: str | None = None,
+    out: str | Path = "results",
+    on_start: Callable[[int, int, str, str, int], None] = lambda i, n, model, t, level: None,
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Hold each model to its bare loop (`io-bound`, each at its reference N unless
+    `concurrency` is given) on each transport; returns the CSV the rows went to, as each pair
+    ended, and the rows. Raises `BenchError` for bad arguments, before anything runs."""
+    names = check_bare_models(
+        check_models(models) if models is not None else with_bare_loops(_default_models())
+    )
+    for transport in transports:
+        check_transport(transport, service if transport == "tcp" else None)
+    study = Study(
+        names,
+        tuple(dict.fromkeys(transports)),
+        None if concurrency is None else _check_positive("--concurrency", concurrency),
+        _check_seconds("--warmup", warmup_s, allow_zero=True),
+        _check_seconds("--duration", duration_s, allow_zero=False),
+        _check_positive("--repeat", repeat),
+        seed,
+    )
+    address = check_transport("tcp", service) if "tcp" in study.transports else None
+    if address is not None:
+        check_reachable(address)
+    folder = Path(out) / "overhead"
+    check_out_dir(Path(out))
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{dt.datetime.now().astimezone():%Y%m%d-%H%M%S}.csv"
+    writer = OverheadWriter(path)
+    calibration = calibrate()
+    server = Service(address) if address else LocalService()
+    try:
+        rows = run_study(
+            study, calibration, lambda t: server if t == "tcp" else None, on_start, writer.append
+        )
+    finally:
+        server.close()
+    return path, rows
 
 
 def _quick_micro() -> tuple[MicroCost, ...] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -20,11 +21,12 @@ from bench.errors import BenchError, UsageError
 from bench.files.results import Results, load_results
 from bench.files.scenarios import describe_scenario, resolve_scenario
 from bench.measuring import interpreters
+from bench.measuring import overhead as overhead_study
 from bench.measuring.environment import usable_cores
 from bench.measuring.micro import run_micro
 from bench.measuring.service import run_service
 from bench.presenting.report import build_report
-from bench.presenting.terminal import Display
+from bench.presenting.terminal import Display, overhead_table
 from models import MODELS
 from models.recording import jobs_for
 from models.scenarios import SCENARIOS
@@ -142,8 +144,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="most user threads for `threads` (default %(default)s)",
     )
     run.add_argument("--quick", action="store_true", help="a short sweep for a first look")
+    run.add_argument(
+        "--overhead",
+        action="store_true",
+        help="then hold each model to its bare loop (as `overhead` does) on this transport",
+    )
     run.add_argument("--quiet", action="store_true", help="print only the report's path")
     run.set_defaults(handler=_run)
+
+    overhead = commands.add_parser(
+        "overhead", help="each model's throughput as a share of its runtime's bare loop"
+    )
+    overhead.add_argument(
+        "--models", help="comma-separated models (default: the default ones with a bare loop)"
+    )
+    overhead.add_argument(
+        "--transport", default="sleep,tcp", help="sleep, tcp or both (default sleep,tcp)"
+    )
+    overhead.add_argument(
+        "--concurrency",
+        type=int,
+        help="one N for every model (default: 1000 for tasks, 256 threads, 16 processes, 1 sync)",
+    )
+    overhead.add_argument(
+        "--warmup",
+        type=float,
+        default=overhead_study.WARMUP_S,
+        help="seconds (default %(default)s)",
+    )
+    overhead.add_argument(
+        "--duration",
+        type=float,
+        default=overhead_study.DURATION_S,
+        help="measured seconds per point (default %(default)s)",
+    )
+    overhead.add_argument(
+        "--repeat", type=int, default=overhead_study.REPEAT, help="rounds (default %(default)s)"
+    )
+    overhead.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    overhead.add_argument("--service", help="HOST:PORT of a running `bench serve` for tcp")
+    overhead.add_argument("--out", default="results", help="its CSV goes to OUT/overhead/")
+    overhead.add_argument("--json", action="store_true", help="print the medians as JSON")
+    overhead.set_defaults(handler=_overhead)
 
     report = commands.add_parser("report", help="(re)build a run's report.html")
     report.add_argument("run_dir", metavar="RUN_DIR", help="a folder made by `bench run`")
@@ -249,6 +291,7 @@ def _run(args: argparse.Namespace) -> int:
             result_backend=args.result_backend,
             quick=args.quick,
             budget_s=_parse_seconds("--budget", args.budget) if args.budget is not None else None,
+            overhead=args.overhead,
             begun_s=psutil.Process().create_time(),  # the budget counts the imports too
             command=["python", "-m", "bench", *sys.argv[1:]],
             progress=display.progress(),
@@ -417,6 +460,35 @@ def _list(args: argparse.Namespace) -> int:
             f"  {name:<10} {scenario.critical_path_ms():6.1f} ms  CPU {scenario.cpu_ms():4.1f} ms  "
             f"{bound_per_s(scenario, 1, usable_cores()):6.1f} jobs/s  {scenario.description}"
         )
+    return 0
+
+
+def _overhead(args: argparse.Namespace) -> int:
+    def started(i: int, total: int, model: str, transport: str, level: int) -> None:
+        if not args.json:
+            print(f"[{i + 1}/{total}] {model} N={level} on {transport}", file=sys.stderr)
+
+    path, rows = api.overhead(
+        models=_parse_names("--models", args.models) if args.models is not None else None,
+        transports=_parse_names("--transport", args.transport),
+        concurrency=args.concurrency,
+        warmup_s=args.warmup,
+        duration_s=args.duration,
+        repeat=args.repeat,
+        seed=args.seed,
+        service=args.service,
+        out=args.out,
+        on_start=started,
+    )
+    medians = overhead_study.summarize(rows)
+    if args.json:
+        print(json.dumps(medians, indent=2))
+        return 0
+    for row in rows:
+        if row["status"] != "ok":
+            print(f"failed: {row['model']} on {row['transport']}: {row['reason']}")
+    print(overhead_table(medians))
+    print(f"rows: {path}")
     return 0
 
 

@@ -7,9 +7,12 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from models.load import Tally, Window
+
+if TYPE_CHECKING:
+    from models.bare import Count
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class Model:
     references: tuple[str, ...] = ()
     start_method: Literal["forkserver"] | None = None  # how a model starts worker processes
     colour: str = "#8c564b"  # the same in every figure
+    # The runtime of the bare loop (`models.bare`) the model is held to; None: it has none.
+    bare: str | None = None
 
     def available(self) -> bool:
         """Whether this platform can run the model."""
@@ -51,6 +56,17 @@ class Model:
             return functools.partial(run, start_method=self.start_method)
         return run
 
+    def bare_runner(self) -> Callable[[Window], Count]:
+        """The model's bare loop (`models.bare.run`), bound to its runtime."""
+        from models import bare
+
+        if self.bare is None:
+            raise ValueError(f"{self.name} has no bare loop")
+        loop = None if self.loop is None else importlib.import_module(self.loop).new_event_loop
+        return functools.partial(
+            bare.run, runtime=self.bare, loop_factory=loop, backend=self.backend
+        )
+
 
 # forkserver: workers fork from a clean, pre-imported server, fast and without the hazards of
 # forking a process that has threads.
@@ -68,6 +84,7 @@ MODELS: dict[str, Model] = {
             one_at_a_time=True,
             one_loop=True,
             colour="#7f7f7f",
+            bare="sync",
         ),
         Model(
             "threads",
@@ -75,6 +92,7 @@ MODELS: dict[str, Model] = {
             "a thread per in-flight job",
             cap="threads",
             colour="#1f77b4",
+            bare="threads",
         ),
         Model(
             "processes",
@@ -83,6 +101,7 @@ MODELS: dict[str, Model] = {
             cap="processes",
             start_method=_FORKSERVER,
             colour="#ff7f0e",
+            bare="processes",
         ),
         Model(
             "asyncio",
@@ -90,6 +109,7 @@ MODELS: dict[str, Model] = {
             "asyncio tasks on the default event loop",
             one_loop=True,
             colour="#2ca02c",
+            bare="asyncio",
         ),
         Model(
             "uvloop",
@@ -99,6 +119,7 @@ MODELS: dict[str, Model] = {
             loop="uvloop",
             one_loop=True,
             colour="#17becf",
+            bare="asyncio",
         ),
         Model(
             "trio",
@@ -106,6 +127,7 @@ MODELS: dict[str, Model] = {
             "trio tasks in nurseries",
             one_loop=True,
             colour="#9467bd",
+            bare="trio",
         ),
         Model(
             "processes-asyncio",
@@ -113,6 +135,7 @@ MODELS: dict[str, Model] = {
             "one asyncio loop (uvloop where installed) per core, N/P jobs each",
             start_method=_FORKSERVER,
             colour="#d62728",
+            bare="processes-asyncio",
         ),
         Model(
             "dask",
@@ -143,6 +166,7 @@ MODELS: dict[str, Model] = {
             twin="asyncio",
             one_loop=True,
             colour="#98df8a",
+            bare="anyio",
         ),
         Model(
             "anyio-uvloop",
@@ -154,6 +178,7 @@ MODELS: dict[str, Model] = {
             twin="uvloop",
             one_loop=True,
             colour="#9edae5",
+            bare="anyio",
         ),
         Model(
             "anyio-trio",
@@ -164,6 +189,7 @@ MODELS: dict[str, Model] = {
             twin="trio",
             one_loop=True,
             colour="#c5b0d5",
+            bare="anyio",
         ),
     )
 }

@@ -43,10 +43,14 @@ def check_answer(wait: Wait, failed: int, size: int) -> None:
 
 def encode_request(wait: Wait, attempt: Attempt) -> bytes:
     """One try of `wait` on the wire."""
+    return request_bytes(attempt.seconds, wait.request_bytes, wait.response_bytes, attempt.fails)
+
+
+def request_bytes(seconds: float, size: int, response_bytes: int, fails: bool = False) -> bytes:
+    """A request of `size` payload bytes for an answer of `response_bytes` after `seconds`."""
     # A draw past the 32-bit field (71 minutes) waits as long as the field can say.
-    delay_us = min(round(attempt.seconds * 1e6), _MOST_DELAY_US)
-    header = REQUEST.pack(delay_us, wait.response_bytes, wait.request_bytes, attempt.fails)
-    return header + ZEROS[: wait.request_bytes]
+    delay_us = min(round(seconds * 1e6), _MOST_DELAY_US)
+    return REQUEST.pack(delay_us, response_bytes, size, fails) + ZEROS[:size]
 
 
 def open_transport(

@@ -25,6 +25,7 @@ from bench.files.run_dir import write_atomically
 from bench.measuring.monitor import Conductor, Stall, TreeMonitor, TreeUsage
 from bench.measuring.point import PointResult, PointSpec
 from models import MODELS
+from models.bare import Count
 from models.load import STOCK_START, Ledger, Tally, Window
 from models.recording import Histogram, Spans
 
@@ -40,7 +41,9 @@ def measure(spec: PointSpec, folder: Path) -> PointResult:
     announce_read, announce_write = os.pipe()
     conductor = None
     path = shared = None
-    if spec.rate is None:  # a closed load's users publish their jobs to the ledger
+    if (
+        spec.rate is None and not spec.bare
+    ):  # a closed load's users publish their jobs to the ledger
         path = str(folder / "ledger")
         # A slot per process that may serve users: at most one per user, and the parent.
         shared = Ledger.create(path, spec.concurrency + 1)
@@ -63,14 +66,51 @@ def measure(spec: PointSpec, folder: Path) -> PointResult:
     # What exists now (the imports, the harness) moves out of the collector's way: a full
     # collection in the window then walks what the model allocated, as in a bare loop.
     gc.freeze()
-    tally = model.runner()(window)
+    run = model.bare_runner() if spec.bare else model.runner()
+    outcome = run(window)
     returned_s = time.perf_counter()
     monitor.finished.set()
     os.close(announce_write)  # unblocks the monitor if the window never started
     monitor.join()
     if monitor.failure is not None:
         raise RuntimeError(f"the point's monitor failed: {monitor.failure!r}")
-    return summarize(window, tally, monitor.usage, returned_s)
+    if isinstance(outcome, Count):
+        return bare_result(outcome, monitor.usage)
+    return summarize(window, outcome, monitor.usage, returned_s)
+
+
+def bare_result(count: Count, usage: TreeUsage) -> PointResult:
+    """A bare loop's point: its jobs in the window and the tree's resources; it measures no
+    latency, and checks nothing (it has nothing to check: its jobs are constant waits)."""
+    return PointResult(
+        submitted=count.jobs,
+        completed=count.jobs,
+        jobs=count.jobs,
+        ok=count.jobs,
+        served=count.jobs,
+        throughput_error=math.nan,
+        edge_n=math.nan,
+        failed=0,
+        timeouts=0,
+        errors=0,
+        retries=0,
+        elapsed_s=count.closes_s - count.opens_s,
+        warmup_s=max(count.opens_s - usage.started_s, 0.0),
+        steady=usage.steady,
+        drain_s=math.nan,
+        background_drain_s=math.nan,
+        cpu_s=usage.cpu_s,
+        service_cpu_s=usage.service_cpu_s,
+        ctx_switches=usage.ctx_switches,
+        rss_peak_mb=usage.rss_peak_mb,
+        pss_peak_mb=usage.pss_peak_mb,
+        late_starts=0,
+        unserved=0,
+        histogram=Histogram(),
+        service_histogram=Histogram(),
+        queue_histogram=Histogram(),
+        samples=tuple(usage.samples),
+    )
 
 
 def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float) -> PointResult:

@@ -49,6 +49,7 @@ class PointSpec:
     # reach (warmup_s and duration_s are then caps, and users join over ramp_s). None: fixed.
     goal: Goal | None = None
     ramp_s: float | None = None
+    bare: bool = False  # run the model's bare loop (`models.bare`) instead of the model
 
     def with_service(self, address: tuple[str, int], pid: int | None) -> PointSpec:
         """This point, doing its I/O with the service at `address`."""

@@ -414,15 +414,24 @@ def _bracket_knee(
 
 def _run_point(config: SweepConfig, spec: PointSpec, cores: int, service: Service | None) -> Point:
     try:
+        measured = measure_with(spec, service, config.point_timeout_s(spec))
+    except PointFailed as exc:
+        return _unmeasured(config, spec, cores, "failed", str(exc))
+    died = service.died() if service is not None else ""
+    return _measured(config, spec, cores, measured, died)
+
+
+def measure_with(spec: PointSpec, service: Service | None, timeout_s: float) -> PointResult:
+    """Measure `spec` with its I/O going to `service`; PointFailed says why it could not be,
+    the service's death first."""
+    try:
         if service is not None:
             service.ensure()
             spec = spec.with_service(service.address, service.pid)
-        measured = measure_point(spec, config.point_timeout_s(spec))
+        return measure_point(spec, timeout_s)
     except (PointFailed, BenchError) as exc:
         died = "" if service is None else service.died() or service.stalled()
-        return _unmeasured(config, spec, cores, "failed", f"{died}: {exc}" if died else str(exc))
-    died = service.died() if service is not None else ""
-    return _measured(config, spec, cores, measured, died)
+        raise PointFailed(f"{died}: {exc}" if died else str(exc)) from None
 
 
 def _base_row(config: SweepConfig, spec: PointSpec, cores: int) -> dict[str, Any]:

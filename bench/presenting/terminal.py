@@ -192,3 +192,30 @@ def _best_cells(
             target = pick(v for v, _ in values)
             cells |= {(r, k) for v, r in values if v == target}
     return cells
+
+
+def overhead_table(medians: list[dict[str, Any]]) -> str:
+    """The overhead study as plain text: each model's share of its bare loop, and why."""
+    headers = ("transport", "model", "N", "jobs/s", "bare jobs/s", "share", "CPU us/job", "bare")
+    rows = [
+        (
+            m["transport"],
+            m["model"],
+            str(m["concurrency"]),
+            f"{m['throughput']:,.0f}",
+            f"{m['bare_throughput']:,.0f}",
+            f"{m['share']:.3f}",
+            f"{m['cpu_us_per_job']:.1f}",
+            f"{m['bare_cpu_us_per_job']:.1f}",
+        )
+        for m in medians
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    trips = [m for m in medians if m["transport"] == "tcp"]
+    if trips:
+        service = max(m["bare_service_cpu_us_per_trip"] for m in trips)
+        lines.append(f"latency service: at most {service:.1f} us of CPU per round trip")
+    lines.append("medians over repeats; share = jobs/s over the bare loop's, same N, same run")
+    return "\n".join(lines)
