@@ -35,7 +35,10 @@ from bench.measuring.environment import (
 from bench.measuring.interpreters import check_runtime, own, probe
 from bench.measuring.micro import run_micro
 from bench.measuring.overhead import (
+    DURATION_S,
     OVERHEAD_CSV,
+    REPEAT,
+    WARMUP_S,
     OverheadWriter,
     Study,
     run_study,
