@@ -15,7 +15,9 @@ from bench.errors import UnknownNameError, UsageError
 from bench.files.meta import MicroCost, RunConfig, RunMeta
 from bench.files.results import Results, latest_run, load_results, write_summary
 from bench.files.run_dir import (
+    OVERHEAD_CSV,
     SCHEMA_VERSION,
+    OverheadWriter,
     Point,
     PointsWriter,
     check_out_dir,
@@ -36,10 +38,8 @@ from bench.measuring.interpreters import check_runtime, own, probe
 from bench.measuring.micro import run_micro
 from bench.measuring.overhead import (
     DURATION_S,
-    OVERHEAD_CSV,
     REPEAT,
     WARMUP_S,
-    OverheadWriter,
     Study,
     run_study,
     with_bare_loops,
@@ -245,7 +245,7 @@ def run(
         if overhead and (held := with_bare_loops(config.models)):
             rows = OverheadWriter(run_dir / OVERHEAD_CSV)
             run_study(
-                Study(held, (transport,), seed=seed),
+                Study(held, (transport,), repeat=config.repeat, seed=seed),
                 calibration,
                 lambda _: server,
                 on_row=rows.append,

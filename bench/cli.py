@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 import psutil
 
 from bench import api
+from bench.analysing.overhead import medians as overhead_medians
+from bench.analysing.overhead import read as read_overhead
 from bench.analysing.stats import bound_per_s
 from bench.analysing.thresholds import MIN_EFFECT
 from bench.errors import BenchError, UsageError
@@ -480,7 +482,7 @@ def _overhead(args: argparse.Namespace) -> int:
         out=args.out,
         on_start=started,
     )
-    medians = overhead_study.summarize(rows)
+    medians = overhead_medians(read_overhead(str(path))).to_dict("records")
     if args.json:
         print(json.dumps(medians, indent=2))
         return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysing.levels import PointKey, per_level
+from bench.analysing.overhead import read as read_overhead
 from bench.analysing.usl import UslFit, fit_models
 from bench.errors import ResultsError, UnknownNameError
 from bench.files.meta import RunMeta
@@ -20,6 +21,8 @@ from bench.files.run_dir import (
     ESSENTIAL_COLUMNS,
     KEY_COLUMNS,
     LATENCY_PERCENTILES,
+    OVERHEAD_COLUMNS,
+    OVERHEAD_CSV,
     POINT_COLUMNS,
     SAMPLE_COLUMNS,
     TEXT_COLUMNS,
@@ -65,6 +68,15 @@ class Results:
             keep_default_na=False,
             na_values={c: ["", "nan"] for c in ("rate", *SAMPLE_COLUMNS)},
         )
+
+    @functools.cached_property
+    def overhead(self) -> pd.DataFrame:
+        """The run's overhead study (overhead.csv: `OVERHEAD_COLUMNS`, a row per model and
+        its bare loop); empty when the run did not hold its models to them."""
+        path = self.run_dir / OVERHEAD_CSV
+        if not path.is_file():
+            return pd.DataFrame(columns=list(OVERHEAD_COLUMNS))
+        return read_overhead(str(path))
 
     def histograms(self) -> dict[PointKey, Histogram]:
         """Every point's latency histogram, by (model, interpreter, concurrency, rate, repeat);

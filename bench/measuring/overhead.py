@@ -9,13 +9,9 @@ competent engineer's minimal loop would not pay.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from bench.errors import UsageError
@@ -32,25 +28,8 @@ SCENARIO = SCENARIOS["io-bound"]
 # (a thread per user costs a stack; a process per user, a process).
 REFERENCE_LEVELS = {"one": 1, "threads": 256, "processes": 16, "tasks": 1000}
 WARMUP_S, DURATION_S, REPEAT = 2.0, 5.0, 3
-OVERHEAD_CSV = "overhead.csv"  # in a run's folder, when the run held its models to bare loops
 # On top of the warm-up and the window: starting N processes or connections, and the drain.
 _TIMEOUT_GRACE_S = 60.0
-
-COLUMNS = (
-    "model",
-    "transport",
-    "concurrency",
-    "repeat",
-    "status",
-    "reason",
-    "throughput",
-    "bare_throughput",
-    "share",
-    "cpu_us_per_job",
-    "bare_cpu_us_per_job",
-    "service_cpu_us_per_trip",
-    "bare_service_cpu_us_per_trip",
-)
 
 
 def reference_level(model: Model) -> int:
@@ -179,36 +158,3 @@ def _row(
     bare_throughput = row["bare_throughput"]
     row["share"] = row["throughput"] / bare_throughput if bare_throughput > 0 else math.nan
     return row
-
-
-def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per model and transport, the median of each figure over the repeats that ran."""
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    for row in rows:
-        if row["status"] == "ok":
-            groups.setdefault((row["model"], row["transport"], row["concurrency"]), []).append(row)
-    return [
-        {"model": model, "transport": transport, "concurrency": level, "repeats": len(group)}
-        | {column: statistics.median(r[column] for r in group) for column in COLUMNS[6:]}
-        for (model, transport, level), group in groups.items()
-    ]
-
-
-class OverheadWriter:
-    """Writes the study's rows to a CSV as each pair ends, so a stopped study keeps them."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with path.open("w", newline="") as f:
-            csv.writer(f).writerow(COLUMNS)
-
-    def append(self, row: dict[str, Any]) -> None:
-        """Add `row`, a whole line at once."""
-        line = io.StringIO()
-        csv.writer(line).writerow(["" if _nan(row[c]) else row[c] for c in COLUMNS])
-        with self.path.open("a", newline="") as f:
-            f.write(line.getvalue())
-
-
-def _nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)

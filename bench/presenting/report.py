@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from bench.analysing.findings import findings, open_findings
 from bench.analysing.levels import engine_floors, twin_ratios
 from bench.analysing.memory import drifts
+from bench.analysing.overhead import medians as overhead_medians
 from bench.files.meta import MicroCost, RunMeta
 from bench.files.results import Results, load_results, write_summary
 from bench.files.run_dir import write_atomically
@@ -154,6 +155,7 @@ def render(results: Results) -> str:
         "the best.</p>",
         _usl_table(results),
         "</section>",
+        *_overhead_html(results),
         "<section id='micro'><h2>Runtime costs (micro-benchmarks)</h2>",
         _micro_table(meta.micro),
         "</section>",
@@ -276,6 +278,36 @@ def _engines_html(results: Results) -> list[str]:
                 ("beside's CPU ms per job", "reference_cpu_ms_per_job"),
             ),
         ),
+        "</section>",
+    ]
+
+
+_OVERHEAD_COLUMNS = (
+    ("transport", "transport"),
+    ("model", "model"),
+    ("N", "concurrency"),
+    ("repeats", "repeats"),
+    ("jobs/s", "throughput"),
+    ("bare loop jobs/s", "bare_throughput"),
+    ("share", "share"),
+    ("CPU us/job", "cpu_us_per_job"),
+    ("bare loop CPU us/job", "bare_cpu_us_per_job"),
+    ("service CPU us/trip", "service_cpu_us_per_trip"),
+)
+
+
+def _overhead_html(results: Results) -> list[str]:
+    held = overhead_medians(results.overhead)
+    if held.empty:
+        return []
+    return [
+        "<section id='overhead'><h2>The harness's own cost</h2>",
+        "<p>Each model beside its runtime's bare loop: the least code that does the same waits "
+        "(io-bound) with the same users, ramp and window, and no draws, records or checks "
+        "(models/bare.py). Share = the model's jobs/s over the bare loop's, in the same run; "
+        "1.0 means the harness costs nothing the bare loop does not pay. Medians over "
+        "repeats.</p>",
+        _table(held.to_dict("records"), _OVERHEAD_COLUMNS),
         "</section>",
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ def _best_cells(
     return cells
 
 
-def overhead_table(medians: list[dict[str, Any]]) -> str:
+def overhead_table(medians: list[dict[Hashable, Any]]) -> str:
     """The overhead study as plain text: each model's share of its bare loop, and why."""
     headers = ("transport", "model", "N", "jobs/s", "bare jobs/s", "share", "CPU us/job", "bare")
     rows = [
