@@ -128,7 +128,7 @@ def test_overhead_command_end_to_end(tmp_path: Path) -> None:
             float(row["throughput"]) / float(row["bare_throughput"]), rel=1e-4
         )  # 6 digits in the file
         if row["transport"] == "tcp":
-            assert float(row["bare_service_cpu_us_per_trip"]) > 0
+            assert float(row["bare_service_cpu_us_per_trip"]) >= 0  # read, if under a tick
         else:
             assert row["bare_service_cpu_us_per_trip"] == ""
     assert "asyncio" in done.stdout and "share" in done.stdout
