@@ -501,6 +501,8 @@ class Window:
 
     def wait_s(self, index: int) -> float:
         """How long until job `index` is due (open load; 0 when closed or overdue)."""
+        if self.arrivals is None:  # every closed job is due as it is taken: no clock to read
+            return 0.0
         return max(0.0, self.due_s(index, 0.0) - time.perf_counter())
 
     def drain_limit_s(self) -> float:
