@@ -132,7 +132,7 @@ def test_overhead_command_end_to_end(tmp_path: Path) -> None:
         else:
             assert row["bare_service_cpu_us_per_trip"] == ""
     assert "asyncio" in done.stdout and "share" in done.stdout
-    assert "latency service: at most" in done.stdout
+    assert "latency service: " in done.stdout and "us of CPU per round trip" in done.stdout
     assert f"rows: {path}" in done.stdout
 
 
