@@ -26,7 +26,7 @@ SCENARIOS: dict[str, Scenario] = {
             "timeout and one retry) while reserving stock under the product's lock; then render "
             "and sign the receipt while the confirmation e-mail goes out in the background.",
             (
-                Stage("validate", (CpuStep("validate cart", _const(1.0), "python"),)),
+                Stage("validate", (CpuStep("validate cart", _const(1.0), "json"),)),
                 Stage(
                     "payment and stock",
                     (
@@ -47,7 +47,7 @@ SCENARIOS: dict[str, Scenario] = {
                     "confirm",
                     (
                         IoStep("send e-mail", _exp(20.0), 4096, 64, background=True),
-                        CpuStep("render receipt", _const(2.0), "python"),
+                        CpuStep("render receipt", _const(2.0), "json"),
                         CpuStep("sign receipt", _const(1.0), "native"),
                     ),
                 ),

@@ -6,6 +6,7 @@ import bisect
 import functools
 import hashlib
 import itertools
+import json
 import math
 import random
 import statistics
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 DistKind = Literal["constant", "uniform", "exponential", "lognormal"]
-CpuKind = Literal["python", "native"]
+CpuKind = Literal["python", "native", "json"]
 
 _MASK = (1 << 64) - 1
 # Knuth's MMIX LCG: the python kernel's state update, and the base of its cheap jump-ahead check.
@@ -24,6 +25,19 @@ _LCG_C = 1442695040888963407
 # hashlib releases the GIL for buffers over 2 KiB, so 16 KiB blocks make the native kernel
 # run truly in parallel while staying fine-grained enough for sub-millisecond steps.
 _NATIVE_BLOCK = bytes(range(256)) * 64
+# The json kernel's order: four items, and a receipt whose every field is padded to its width.
+_ORDER_ITEMS = 4
+_RECEIPT = "Order {id:020d}\nCustomer {email}\n{lines}\nTotal {total:>10.2f} {currency}\n"
+_LINE = "{quantity:02d} x {sku} at {price:>8.2f}"
+_RECEIPT_BYTES = len(
+    _RECEIPT.format(
+        id=0,
+        email="c00000@example.com",
+        lines="\n".join([_LINE.format(quantity=1, sku="SKU-00000", price=0.0)] * _ORDER_ITEMS),
+        total=0.0,
+        currency="EUR",
+    )
+)
 
 
 # The standard normal's 99th percentile: a lognormal's p99 is exp(mu + Z99 * sigma).
@@ -229,7 +243,8 @@ class IoStep:
 
 @dataclass(frozen=True)
 class CpuStep:
-    """Calibrated CPU work; `python` holds the GIL, `native` releases it."""
+    """Calibrated CPU work; `python` holds the GIL, `native` releases it, `json` holds it and
+    allocates as a request handler does (`burn_json`)."""
 
     name: str
     cpu: Dist
@@ -366,6 +381,7 @@ class Calibration:
 
     python_iterations_per_ms: float
     native_blocks_per_ms: float
+    json_orders_per_ms: float = math.nan  # NaN: a run from before the json kind
 
 
 class StepFailed(Exception):
@@ -462,11 +478,11 @@ def _draw_action(job: int, step: Step, calibration: Calibration, rng: Stream) ->
             product,
             step.background,
         )
-    rate = (
-        calibration.python_iterations_per_ms
-        if step.kind == "python"
-        else calibration.native_blocks_per_ms
-    )
+    rate = {
+        "python": calibration.python_iterations_per_ms,
+        "native": calibration.native_blocks_per_ms,
+        "json": calibration.json_orders_per_ms,
+    }[step.kind]
     units = round(step.cpu.draw_ms(rng) * rate)
     return Compute(job, step.kind, units, rng.bits(), product, step.background)
 
@@ -487,10 +503,55 @@ def burn_native(blocks: int) -> int:
     return int.from_bytes(digest.digest()[:8], "big")
 
 
+def burn_json(orders: int, seed: int) -> int:
+    """CPU work as a service does it: for each order, build it as dicts, lists and strings,
+    encode it as JSON and decode it, total it and render its receipt from a template. It
+    allocates and frees containers and strings, where `burn_python` makes nothing but ints.
+    Its objects die as it returns: alone it sets off no cyclic collection (those come from
+    what lives across a job's waits, as in a service).
+
+    Each order is drawn from the LCG state and the next state is computed from the decoded
+    order's id and the receipt's length (fixed, as every field is padded), so the result is
+    the LCG state after `orders` steps, as `burn_python`'s: checked in O(log orders), and
+    wrong if an order did not survive the round trip through JSON intact."""
+    x = seed
+    for _ in range(orders):
+        order = {
+            "id": x,
+            "customer": {"email": f"c{x & 0xFFFF:05d}@example.com", "country": "FR"},
+            "currency": "EUR",
+            "items": [
+                {
+                    "sku": f"SKU-{(x >> (16 * k)) & 0xFFFF:05d}",
+                    "quantity": 1 + ((x >> (16 * k + 8)) & 3),
+                    "price_cents": 100 + ((x >> (16 * k + 4)) & 0x3FF),
+                }
+                for k in range(_ORDER_ITEMS)
+            ],
+        }
+        decoded = json.loads(json.dumps(order))
+        items = decoded["items"]
+        cents = sum(item["quantity"] * item["price_cents"] for item in items)
+        receipt = _RECEIPT.format(
+            id=decoded["id"],
+            email=decoded["customer"]["email"],
+            lines="\n".join(
+                _LINE.format(quantity=i["quantity"], sku=i["sku"], price=i["price_cents"] / 100)
+                for i in items
+            ),
+            total=cents / 100,
+            currency=decoded["currency"],
+        )
+        x = (decoded["id"] * _LCG_A + _LCG_C + len(receipt) - _RECEIPT_BYTES) & _MASK
+    return x
+
+
 def compute(action: Compute) -> int:
     """Run one piece of CPU work with the right kernel."""
     if action.kind == "python":
         return burn_python(action.units, action.seed)
+    if action.kind == "json":
+        return burn_json(action.units, action.seed)
     return burn_native(action.units)
 
 
@@ -565,7 +626,7 @@ class Verifier:
         """The checksum a successful step returns."""
         if isinstance(action, Wait):
             return io_result(action)
-        if action.kind == "python":
+        if action.kind in ("python", "json"):  # the json kernel ends on the LCG's state too
             return _lcg_skip(action.seed, action.units)
         # The digest after k blocks is a prefix of the digest after k+1: extend once, reuse.
         while len(self._native) <= action.units:
@@ -602,6 +663,7 @@ def calibrate(trials: int = 25, target_ms: float = 10.0) -> Calibration:
     return Calibration(
         python_iterations_per_ms=_rate(lambda n: burn_python(n, 1), 20_000, trials, target_ms),
         native_blocks_per_ms=_rate(burn_native, 64, trials, target_ms),
+        json_orders_per_ms=_rate(lambda n: burn_json(n, 1), 4, trials, target_ms),
     )
 
 

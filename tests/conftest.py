@@ -34,7 +34,9 @@ from models.workload import (
 )
 
 # Fixed, small: a "millisecond" of CPU is a few hundred kernel steps, whatever the machine.
-TINY_CALIBRATION = Calibration(python_iterations_per_ms=500.0, native_blocks_per_ms=4.0)
+TINY_CALIBRATION = Calibration(
+    python_iterations_per_ms=500.0, native_blocks_per_ms=4.0, json_orders_per_ms=2.0
+)
 
 TINY = Scenario(
     "tiny",

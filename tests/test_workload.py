@@ -7,6 +7,8 @@ import random
 import statistics
 import subprocess
 import sys
+import tracemalloc
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -29,6 +31,7 @@ from models.workload import (
     Stream,
     Verifier,
     Wait,
+    burn_json,
     burn_native,
     burn_python,
     calibrate,
@@ -39,12 +42,14 @@ from tests.conftest import TINY_CALIBRATION, retries_needed, step_outcome
 
 DRAW = (
     "from models.scenarios import SCENARIOS; from models.workload import Calibration, draw_job; "
-    "print(repr(draw_job(SCENARIOS['ecommerce'], Calibration(1000.0, 10.0), 42, 17)))"
+    "print(repr(draw_job(SCENARIOS['ecommerce'], Calibration(1000.0, 10.0, 20.0), 42, 17)))"
 )
 
 
 def test_draw_is_the_same_in_another_process() -> None:
-    here = repr(draw_job(SCENARIOS["ecommerce"], TINY_CALIBRATION.__class__(1000.0, 10.0), 42, 17))
+    here = repr(
+        draw_job(SCENARIOS["ecommerce"], TINY_CALIBRATION.__class__(1000.0, 10.0, 20.0), 42, 17)
+    )
     there = subprocess.run(
         [sys.executable, "-c", DRAW], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -76,6 +81,35 @@ def test_python_kernel_matches_its_jump_ahead(units: int, seed: int) -> None:
     assert compute(job_action) == Verifier().expected_action(job_action)
 
 
+@settings(max_examples=20, deadline=None)
+@given(units=st.integers(0, 200), seed=st.integers(0, 2**64 - 1))
+def test_json_kernel_matches_its_jump_ahead(units: int, seed: int) -> None:
+    job_action = Compute(0, "json", units, seed)
+    assert compute(job_action) == Verifier().expected_action(job_action)
+
+
+def test_json_kernel_allocates_containers_and_the_python_kernel_does_not() -> None:
+    def peak_bytes(work: Callable[[], int]) -> int:
+        tracemalloc.start()
+        try:
+            work()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    # An order's dicts, lists, strings and JSON text, against an int or two at a time.
+    assert peak_bytes(lambda: burn_json(20, 1)) > 10 * peak_bytes(lambda: burn_python(2000, 1))
+
+
+def test_ecommerce_validates_and_renders_with_the_json_kernel() -> None:
+    job = draw_job(SCENARIOS["ecommerce"], TINY_CALIBRATION, 0, 0)
+    kinds = [a.kind for stage in job.stages for a in stage if isinstance(a, Compute)]
+    assert kinds == ["json", "json", "native"]
+    (validate,) = job.stages[0]
+    assert isinstance(validate, Compute)
+    assert validate.units == round(1.0 * TINY_CALIBRATION.json_orders_per_ms)
+
+
 def test_native_kernel_matches_the_verifier_in_any_order() -> None:
     verifier = Verifier()
     for blocks in (5, 0, 12, 3, 12):
@@ -85,12 +119,14 @@ def test_native_kernel_matches_the_verifier_in_any_order() -> None:
 def test_wrong_work_gives_a_different_checksum() -> None:
     assert burn_python(100, 1) != burn_python(101, 1)
     assert burn_native(3) != burn_native(4)
+    assert burn_json(10, 1) != burn_json(11, 1)
 
 
 def test_calibration_is_positive() -> None:
     calibration = calibrate(trials=2, target_ms=1.0)
     assert calibration.python_iterations_per_ms > 0
     assert calibration.native_blocks_per_ms > 0
+    assert calibration.json_orders_per_ms > 0
 
 
 def test_critical_path_of_steps_in_series_and_in_parallel() -> None:

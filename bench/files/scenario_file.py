@@ -171,7 +171,8 @@ class _Reader:
             self.table(data, field, ("name", "type", "cpu"), ("kind", *_SHARED_OPTIONS))
             cpu_kind = data.get("kind", "python")
             if cpu_kind not in get_args(CpuKind):
-                self.fail(f"{field}.kind", f"{cpu_kind!r} is not one of: python, native")
+                kinds = ", ".join(get_args(CpuKind))
+                self.fail(f"{field}.kind", f"{cpu_kind!r} is not one of: {kinds}")
             return CpuStep(
                 self.text(data, "name", f"{field}.name"),
                 self.dist(data["cpu"], f"{field}.cpu"),
