@@ -11,13 +11,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.analysing.overhead import CSV_NAME as OVERHEAD_CSV
 from bench.errors import UnknownNameError, UsageError
 from bench.files.meta import MicroCost, RunConfig, RunMeta
 from bench.files.results import Results, latest_run, load_results, write_summary
 from bench.files.run_dir import (
-    OVERHEAD_CSV,
     SCHEMA_VERSION,
-    OverheadWriter,
     Point,
     PointsWriter,
     check_out_dir,
@@ -40,6 +39,7 @@ from bench.measuring.overhead import (
     DURATION_S,
     REPEAT,
     WARMUP_S,
+    OverheadWriter,
     Study,
     run_study,
     with_bare_loops,
@@ -293,6 +293,14 @@ def overhead(
     )
     for transport in transports:
         check_transport(transport, service if transport == "tcp" else None)
+    caps = {"threads": DEFAULT_MAX_THREADS, "processes": DEFAULT_MAX_PROCESSES}
+    for name in names:
+        cap = MODELS[name].cap
+        if concurrency is not None and cap is not None and concurrency > caps[cap]:
+            raise UsageError(
+                f"--concurrency {concurrency} is above the {cap} cap of {caps[cap]} for {name}; "
+                "leave it out (each model then runs at its reference N) or name other models"
+            )
     study = Study(
         names,
         tuple(dict.fromkeys(transports)),

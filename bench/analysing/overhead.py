@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.files.run_dir import OVERHEAD_COLUMNS
-
+# A study's pairs go to overhead.csv, in a run's folder when the run held its models to their
+# bare loops (`bench.measuring.overhead`), a row per pair: its key, then its figures.
+CSV_NAME = "overhead.csv"
+COLUMNS = (
+    "model",
+    "transport",
+    "concurrency",
+    "repeat",
+    "status",
+    "reason",
+    "throughput",
+    "bare_throughput",
+    "share",
+    "cpu_us_per_job",
+    "bare_cpu_us_per_job",
+    "service_cpu_us_per_trip",
+    "bare_service_cpu_us_per_trip",
+)
 _KEYS = ["transport", "model", "concurrency"]
-_FIGURES = list(OVERHEAD_COLUMNS[6:])
+_FIGURES = list(COLUMNS[6:])
 
 
 def medians(rows: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysing.levels import PointKey, per_level
+from bench.analysing.overhead import COLUMNS as OVERHEAD_COLUMNS
+from bench.analysing.overhead import CSV_NAME as OVERHEAD_CSV
 from bench.analysing.overhead import read as read_overhead
 from bench.analysing.usl import UslFit, fit_models
 from bench.errors import ResultsError, UnknownNameError
@@ -21,8 +23,6 @@ from bench.files.run_dir import (
     ESSENTIAL_COLUMNS,
     KEY_COLUMNS,
     LATENCY_PERCENTILES,
-    OVERHEAD_COLUMNS,
-    OVERHEAD_CSV,
     POINT_COLUMNS,
     SAMPLE_COLUMNS,
     TEXT_COLUMNS,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
-import io
 import json
 import math
 import os
@@ -239,42 +238,3 @@ def _unwritable(path: Path, exc: OSError) -> OutputError:
         f"cannot write {path.name} in {str(path.parent)!r} ({exc.strerror or exc}); "
         "free some space there or pass --out with another directory"
     )
-
-
-# overhead.csv: a study's pairs (`bench.measuring.overhead`), one row each, in a run's folder
-# when it held its models to their bare loops, or in OUT/overhead/ for `bench overhead`.
-OVERHEAD_CSV = "overhead.csv"
-OVERHEAD_COLUMNS = (
-    "model",
-    "transport",
-    "concurrency",
-    "repeat",
-    "status",
-    "reason",
-    "throughput",
-    "bare_throughput",
-    "share",
-    "cpu_us_per_job",
-    "bare_cpu_us_per_job",
-    "service_cpu_us_per_trip",
-    "bare_service_cpu_us_per_trip",
-)
-
-
-class OverheadWriter:
-    """Writes an overhead study's rows as each pair ends, so a stopped study keeps them."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerow(OVERHEAD_COLUMNS)
-        except OSError as exc:
-            raise _unwritable(path, exc) from None
-
-    def append(self, row: dict[str, Any]) -> None:
-        """Add `row`, its whole line in one write."""
-        line = io.StringIO()
-        csv.writer(line).writerow([_cell(row[c]) for c in OVERHEAD_COLUMNS])
-        with self.path.open("a", newline="") as f:
-            f.write(line.getvalue())
