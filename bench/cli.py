@@ -16,11 +16,10 @@ import psutil
 
 from bench import api
 from bench.analysing.overhead import medians as overhead_medians
-from bench.analysing.overhead import read as read_overhead
 from bench.analysing.stats import bound_per_s
 from bench.analysing.thresholds import MIN_EFFECT
 from bench.errors import BenchError, UsageError
-from bench.files.results import Results, load_results
+from bench.files.results import Results, load_results, read_overhead
 from bench.files.scenarios import describe_scenario, resolve_scenario
 from bench.measuring import interpreters
 from bench.measuring import overhead as overhead_study
@@ -482,7 +481,7 @@ def _overhead(args: argparse.Namespace) -> int:
         out=args.out,
         on_start=started,
     )
-    medians = overhead_medians(read_overhead(str(path))).to_dict("records")
+    medians = overhead_medians(read_overhead(path)).to_dict("records")
     if args.json:
         print(json.dumps(medians, indent=2))
         return 0

@@ -37,13 +37,3 @@ def medians(rows: pd.DataFrame) -> pd.DataFrame:
     out.insert(3, "repeats", grouped.size().to_numpy())
     out.insert(4, "status", "ok")
     return out
-
-
-def read(path: str) -> pd.DataFrame:
-    """An overhead.csv (its figures as floats, a missing one as NaN)."""
-    return pd.read_csv(
-        path,
-        dtype={"model": str, "transport": str, "status": str, "reason": str},
-        keep_default_na=False,
-        na_values={c: [""] for c in _FIGURES},
-    )

@@ -14,7 +14,6 @@ import pandas as pd
 from bench.analysing.levels import PointKey, per_level
 from bench.analysing.overhead import COLUMNS as OVERHEAD_COLUMNS
 from bench.analysing.overhead import CSV_NAME as OVERHEAD_CSV
-from bench.analysing.overhead import read as read_overhead
 from bench.analysing.usl import UslFit, fit_models
 from bench.errors import ResultsError, UnknownNameError
 from bench.files.meta import RunMeta
@@ -76,7 +75,7 @@ class Results:
         path = self.run_dir / OVERHEAD_CSV
         if not path.is_file():
             return pd.DataFrame(columns=list(OVERHEAD_COLUMNS))
-        return read_overhead(str(path))
+        return read_overhead(path)
 
     def histograms(self) -> dict[PointKey, Histogram]:
         """Every point's latency histogram, by (model, interpreter, concurrency, rate, repeat);
@@ -134,6 +133,16 @@ def write_summary(results: Results) -> None:
     """Write summary.csv: one row per model and level across repeats (`Results.levels`)."""
     text = results.levels.to_csv(index=False, float_format="%.6g")
     write_atomically(results.run_dir / "summary.csv", text)
+
+
+def read_overhead(path: Path) -> pd.DataFrame:
+    """An overhead.csv (`bench.analysing.overhead.COLUMNS`; a missing figure is NaN)."""
+    return pd.read_csv(
+        path,
+        dtype={"model": str, "transport": str, "status": str, "reason": str},
+        keep_default_na=False,
+        na_values={c: [""] for c in OVERHEAD_COLUMNS[6:]},
+    )
 
 
 def latest_run(out: Path) -> Path:
