@@ -490,8 +490,11 @@ def _draw_action(job: int, step: Step, calibration: Calibration, rng: Stream) ->
 def burn_python(iterations: int, seed: int) -> int:
     """Pure-Python work that holds the GIL; returns the LCG state after `iterations` steps."""
     x = seed
+    # The constants written out, not read from module globals (_LCG_A, _LCG_C, _MASK): a free-
+    # threaded build counts references to a shared int atomically, so two threads reading the
+    # same globals each step took twice the CPU per step; literals are immortal there.
     for _ in range(iterations):
-        x = (x * _LCG_A + _LCG_C) & _MASK
+        x = (x * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
     return x
 
 
