@@ -489,12 +489,14 @@ def _draw_action(job: int, step: Step, calibration: Calibration, rng: Stream) ->
 
 def burn_python(iterations: int, seed: int) -> int:
     """Pure-Python work that holds the GIL; returns the LCG state after `iterations` steps."""
+    # This thread's own copies of the constants (a shift makes a new int): a free-threaded
+    # build counts references to an int another thread owns atomically, and 3.13t leaves a
+    # module's int constants mortal, so two threads sharing them each step took twice the CPU
+    # per step.
+    a, c, mask = (_LCG_A << 1) >> 1, (_LCG_C << 1) >> 1, (_MASK << 1) >> 1
     x = seed
-    # The constants written out, not read from module globals (_LCG_A, _LCG_C, _MASK): a free-
-    # threaded build counts references to a shared int atomically, so two threads reading the
-    # same globals each step took twice the CPU per step; literals are immortal there.
     for _ in range(iterations):
-        x = (x * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+        x = (x * a + c) & mask
     return x
 
 
