@@ -243,12 +243,12 @@ def run(
     try:
         run_sweep(config, calibration, cores, progress.on_start, keep, server, advice.append)
         if overhead and (held := with_bare_loops(config.models)):
-            rows = OverheadWriter(run_dir / OVERHEAD_CSV)
+            study_csv = OverheadWriter(run_dir / OVERHEAD_CSV)
             run_study(
                 Study(held, (transport,), repeat=config.repeat, seed=seed),
                 calibration,
                 lambda _: server,
-                on_row=rows.append,
+                on_row=study_csv.append,
             )
     finally:
         if server is not None:

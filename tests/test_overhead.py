@@ -104,17 +104,21 @@ def test_bad_overhead_input_is_one_line_and_status_2(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_overhead_command_end_to_end(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench", "overhead", "--models", "asyncio,threads"),
-            *("--concurrency", "4", "--warmup", "0.2", "--duration", "0.5", "--repeat", "2"),
-            *("--out", str(tmp_path)),
-        ],
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bench ...` as a user types it, output piped."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=300,
+    )
+
+
+def test_overhead_command_end_to_end(tmp_path: Path) -> None:
+    done = bench(
+        *("overhead", "--models", "asyncio,threads", "--concurrency", "4", "--warmup", "0.2"),
+        *("--duration", "0.5", "--repeat", "2", "--out", str(tmp_path)),
     )
     assert done.returncode == 0, done.stderr
     (path,) = (tmp_path / "overhead").iterdir()
@@ -138,16 +142,10 @@ def test_overhead_command_end_to_end(tmp_path: Path) -> None:
 
 
 def test_a_run_can_include_the_study(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench", "run", "--scenario", "io-bound", "--models", "trio"),
-            *("--concurrency", "4", "--warmup", "0.2", "--duration", "0.5", "--repeat", "1"),
-            *("--transport", "sleep", "--overhead", "--quiet", "--out", str(tmp_path)),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
+    done = bench(
+        *("run", "--scenario", "io-bound", "--models", "trio", "--concurrency", "4"),
+        *("--warmup", "0.2", "--duration", "0.5", "--repeat", "1", "--transport", "sleep"),
+        *("--overhead", "--quiet", "--out", str(tmp_path)),
     )
     assert done.returncode == 0, done.stderr
     (run_dir,) = tmp_path.iterdir()

@@ -41,9 +41,8 @@ def measure(spec: PointSpec, folder: Path) -> PointResult:
     announce_read, announce_write = os.pipe()
     conductor = None
     path = shared = None
-    if (
-        spec.rate is None and not spec.bare
-    ):  # a closed load's users publish their jobs to the ledger
+    # A closed load's users publish their jobs to the ledger; a bare loop has none to publish.
+    if spec.rate is None and not spec.bare:
         path = str(folder / "ledger")
         # A slot per process that may serve users: at most one per user, and the parent.
         shared = Ledger.create(path, spec.concurrency + 1)
