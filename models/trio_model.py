@@ -36,7 +36,7 @@ class Shared:
     tally: Tally
     locks: Sequence[AbstractAsyncContextManager[object]]  # one per product
     stock: MutableSequence[int]  # each product's stock, guarded by its lock
-    idle: list[trio.SocketStream]  # the connection pool
+    idle: list[BufferedStream]  # the connection pool
     handed_off: trio.Nursery  # background steps run here, outliving their jobs
 
 
@@ -48,20 +48,20 @@ def run(window: Window) -> Tally:
 async def start_users(window: Window) -> Tally:
     """Open the connections, start one task per user, wait for them and for background work."""
     part = whole(window, trio.Lock)
-    idle: list[trio.SocketStream] = []
+    idle: list[BufferedStream] = []
     try:
         async with trio.open_nursery() as handed_off:  # exits once the background work has ended
             shared = Shared(window, Tally(), part.locks, part.stock, idle, handed_off)
             if window.service is not None:
                 for _ in range(window.connections(len(part.users))):
-                    idle.append(await trio.open_tcp_stream(*window.service))
+                    idle.append(BufferedStream(await trio.open_tcp_stream(*window.service)))
             window = window.start(shared.tally, at_s=part.start())
             async with trio.open_nursery() as users:
                 for user in part.users:
                     users.start_soon(serve, window, user, part.take, shared)
     finally:
         for stream in idle:
-            await stream.aclose()
+            await stream.socket.aclose()
     shared.tally.stock = list(shared.stock)
     return shared.tally
 
@@ -162,15 +162,15 @@ async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
             stream = (
                 shared.idle.pop()
                 if shared.idle
-                else await trio.open_tcp_stream(*shared.window.service)
+                else BufferedStream(await trio.open_tcp_stream(*shared.window.service))
             )
             try:
-                await stream.send_all(encode_request(wait, attempt))
-                failed, size = RESPONSE.unpack(await receive_exactly(stream, RESPONSE.size))
+                await stream.socket.send_all(encode_request(wait, attempt))
+                failed, size = RESPONSE.unpack(await stream.receive_exactly(RESPONSE.size))
                 check_answer(wait, failed, size)
-                await receive_exactly(stream, size)
+                await stream.receive_exactly(size)
             except BaseException:  # cancelled or broken mid-request: the answer may still come
-                await trio.aclose_forcefully(stream)
+                await trio.aclose_forcefully(stream.socket)
                 raise
             shared.idle.append(stream)
     if scope is not None and scope.cancelled_caught:
@@ -185,12 +185,21 @@ def do_cpu(work: Compute) -> int:
     return compute(work)
 
 
-async def receive_exactly(stream: trio.SocketStream, size: int) -> bytes:
-    """Exactly `size` bytes from the stream (trio streams give what has arrived)."""
-    data = bytearray()
-    while len(data) < size:
-        chunk = await stream.receive_some(size - len(data))
-        if not chunk:
-            raise trio.BrokenResourceError("the service closed the connection")
-        data += chunk
-    return bytes(data)
+class BufferedStream:
+    """A stream read through a buffer, as asyncio's and anyio's streams are: an answer's header
+    and body usually arrive together, and each read of a trio stream is a checkpoint."""
+
+    def __init__(self, socket: trio.SocketStream) -> None:
+        self.socket = socket
+        self.buffer = bytearray()
+
+    async def receive_exactly(self, size: int) -> bytes:
+        """Exactly `size` bytes (trio streams give what has arrived)."""
+        while len(self.buffer) < size:
+            chunk = await self.socket.receive_some()
+            if not chunk:
+                raise trio.BrokenResourceError("the service closed the connection")
+            self.buffer += chunk
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data

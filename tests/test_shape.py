@@ -28,7 +28,7 @@ EXPECTED = [
     "do_cpu",
 ]
 # What a runtime lacks and its model must add, after the common shape.
-EXTRAS = {"trio_model": ["receive_exactly"]}  # trio streams have no readexactly
+EXTRAS = {"trio_model": ["BufferedStream"]}  # trio streams have no buffered reads
 # Models that run a sibling's job code in several processes: they define only how.
 SPREAD = {
     "processes_asyncio_model": ("asyncio_model", ["ProcessLock", "run", "start_users", "serve"])
