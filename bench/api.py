@@ -49,7 +49,7 @@ from bench.measuring.service import LocalService, Service, check_reachable
 from bench.measuring.sweep import MOST_ARRIVALS, Progress, SweepConfig, run_sweep
 from bench.presenting.report import write_report
 from bench.version import __version__
-from models import MODELS
+from models import MODELS, pairs, split_label, web
 from models.workload import Scenario, calibrate
 
 # A full run: 7 models x 4 levels (the fewest a scalability fit needs) x 2 repeats in its 5
@@ -73,7 +73,9 @@ MICRO_SCALE = 0.2
 # Threads beyond ~1000 mostly measure the kernel's scheduler and 8 MiB stacks per thread;
 # raise --max-threads to go further.
 DEFAULT_MAX_THREADS = 1024
-TRANSPORTS = ("tcp", "sleep")
+TRANSPORTS = ("tcp", "sleep", "http")
+# What one run may hold together: the models over tcp beside their HTTP stacks.
+_TRANSPORT_SETS = ({"tcp"}, {"sleep"}, {"http"}, {"tcp", "http"})
 LOADS = ("closed", "open")
 ARRIVALS = ("constant", "poisson")
 # Open load: the in-flight cap, high enough that the async models' knees are theirs, not the cap's.
@@ -135,6 +137,11 @@ def run(
     """
     begun_s = time.time() if begun_s is None else begun_s
     address = check_transport(transport, service)
+    transports = check_transports(transport)
+    if overhead and transports == ("http",):
+        raise UsageError(
+            "--overhead holds models to bare loops over sleep or tcp; give --transport tcp,http"
+        )
     rates = check_rates(load, rate, arrivals)
     interpreters = tuple(check_runtime(probe(path)) for path in dict.fromkeys(python))
     scenario_spec = _check_succeeds(resolve_scenario(scenario))
@@ -148,7 +155,7 @@ def run(
     engine = make_engine(dask_address, broker, result_backend, scenario_spec, levels, cores)
     config = SweepConfig(
         scenario=scenario_spec,
-        models=check_models(models if models is not None else _default_models()),
+        models=check_labels(models if models is not None else _default_models(), transports),
         concurrency=levels,
         warmup_s=_check_seconds(
             "--warmup",
@@ -169,7 +176,7 @@ def run(
         ),
         max_processes=_check_positive("--max-processes", max_processes),
         max_threads=_check_positive("--max-threads", max_threads),
-        transport=transport,
+        transport=",".join(transports),
         local_service=address is None,
         timeout_s=timeout_s,
         load=load,
@@ -212,7 +219,7 @@ def run(
             arrivals=arrivals if load == "open" else None,
             slo_ms=slo if load == "open" else None,
             transport=config.transport,
-            service=service if service else ("local" if transport == "tcp" else None),
+            service=service if service else (None if transport == "sleep" else "local"),
             models=config.models,
             concurrency=config.concurrency,
             warmup_s=None if budget else config.warmup_s,
@@ -226,6 +233,7 @@ def run(
             cores=cores,
         ),
         engines=describe_engines(engine, config.models),
+        http_clients=describe_clients(config),
     )
     write_meta(run_dir, meta)
     writer = PointsWriter(run_dir)
@@ -242,10 +250,11 @@ def run(
         progress.on_deadline(time.time() + left_s + _REPORT_S)
     try:
         run_sweep(config, calibration, cores, progress.on_start, keep, server, advice.append)
-        if overhead and (held := with_bare_loops(config.models)):
+        wire_models = [label for label in config.models if split_label(label)[1] is None]
+        if overhead and (held := with_bare_loops(wire_models)):
             study_csv = OverheadWriter(run_dir / OVERHEAD_CSV)
             run_study(
-                Study(held, (transport,), repeat=config.repeat, seed=seed),
+                Study(held, (transports[0],), repeat=config.repeat, seed=seed),
                 calibration,
                 lambda _: server,
                 on_row=study_csv.append,
@@ -289,10 +298,15 @@ def overhead(
     `concurrency` is given) on each transport; returns the CSV the rows went to, as each pair
     ended, and the rows. Raises `BenchError` for bad arguments, before anything runs."""
     names = check_bare_models(
-        check_models(models) if models is not None else with_bare_loops(_default_models())
+        check_labels(models, ("tcp",)) if models is not None else with_bare_loops(_default_models())
     )
     for transport in transports:
         check_transport(transport, service if transport == "tcp" else None)
+        if transport == "http":
+            raise UsageError(
+                "bare loops wait on sleep and tcp; over http a model's cost is its client "
+                "library's (`bench run --transport tcp,http` sets the two side by side)"
+            )
     caps = {"threads": DEFAULT_MAX_THREADS, "processes": DEFAULT_MAX_PROCESSES}
     for name in names:
         cap = MODELS[name].cap
@@ -347,16 +361,6 @@ def _default_models() -> list[str]:
     return [name for name, model in MODELS.items() if model.default and model.available()]
 
 
-def check_models(names: Sequence[str]) -> tuple[str, ...]:
-    """The model names, checked; duplicates dropped, order kept."""
-    if not names:
-        raise UsageError(f"no models given; choose from: {', '.join(MODELS)}")
-    for name in names:
-        if name not in MODELS:
-            raise UnknownNameError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
-    return tuple(dict.fromkeys(names))
-
-
 def check_concurrency(levels: Sequence[int]) -> tuple[int, ...]:
     """The concurrency levels, checked positive; duplicates dropped, order kept."""
     for level in levels:
@@ -407,15 +411,77 @@ def _check_slo(slo_ms: float | None, scenario: Scenario) -> float:
     return slo_ms
 
 
+def check_transports(transport: str) -> tuple[str, ...]:
+    """The transports of `--transport` ("tcp,http": the models over tcp, then over HTTP)."""
+    parts = tuple(dict.fromkeys(part.strip() for part in transport.split(",")))
+    for part in parts:
+        if part not in TRANSPORTS:
+            raise UnknownNameError(
+                f"unknown transport {part!r}; choose from: {', '.join(TRANSPORTS)}"
+            )
+    if set(parts) not in _TRANSPORT_SETS:
+        raise UsageError(
+            f"--transport {transport!r} cannot run in one run; give one of "
+            f"{', '.join(TRANSPORTS)}, or tcp,http"
+        )
+    return tuple(t for t in TRANSPORTS if t in parts)
+
+
+def check_labels(names: Sequence[str], transports: Sequence[str]) -> tuple[str, ...]:
+    """The points' models, checked: over tcp or sleep each model by name, over http each with
+    its HTTP client ("asyncio+aiohttp"; a plain name takes the model's first client)."""
+    if not names:
+        raise UsageError(f"no models given; choose from: {', '.join(MODELS)}")
+    labels = []
+    for transport in transports:
+        for label in names:
+            name, client = split_label(label)
+            if name not in MODELS:
+                raise UnknownNameError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
+            clients = MODELS[name].clients
+            if transport != "http":
+                if client is not None and "http" not in transports:
+                    raise UsageError(
+                        f"{label!r} names an HTTP client; give --transport http (or tcp,http)"
+                    )
+                labels.append(name)
+            elif not clients:
+                raise UsageError(
+                    f"{name} makes no HTTP calls here; over http choose from: {', '.join(pairs())}"
+                )
+            elif client is None:
+                labels.append(f"{name}+{clients[0]}")
+            elif client not in clients:
+                raise UnknownNameError(
+                    f"{name} has no HTTP client {client!r}; choose from: "
+                    + ", ".join(f"{name}+{c}" for c in clients)
+                )
+            else:
+                labels.append(label)
+    return tuple(dict.fromkeys(labels))
+
+
+def describe_clients(config: SweepConfig) -> dict[str, dict[str, str]]:
+    """The HTTP clients of the run, for meta.json: each one's version, and its pool as the
+    suite sized it beside the library's default."""
+    clients = {client for label in config.models if (client := split_label(label)[1])}
+    return {
+        client: {
+            "version": web.version(client) or "not installed",
+            "pool": "one connection per I/O step a process's users may await at once "
+            f"(the library's default: {web.POOL_DEFAULTS[client]})",
+            "timeout": "each step's timeout_ms, through the library; none without one",
+        }
+        for client in sorted(clients)
+    }
+
+
 def check_transport(transport: str, service: str | None) -> tuple[str, int] | None:
     """The address of `--service` (None: the run starts its own), checked against the transport."""
-    if transport not in TRANSPORTS:
-        raise UnknownNameError(
-            f"unknown transport {transport!r}; choose from: {', '.join(TRANSPORTS)}"
-        )
+    transports = check_transports(transport)
     if service is None:
         return None
-    if transport != "tcp":
+    if transports == ("sleep",):
         raise UsageError("--service needs --transport tcp: the sleep transport makes no calls")
     host, _, port = service.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:

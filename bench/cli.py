@@ -28,7 +28,7 @@ from bench.measuring.micro import run_micro
 from bench.measuring.service import run_service
 from bench.presenting.report import build_report
 from bench.presenting.terminal import Display, overhead_table
-from models import MODELS
+from models import MODELS, web
 from models.recording import jobs_for
 from models.scenarios import SCENARIOS
 
@@ -86,14 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--transport",
         default="tcp",
-        help="how jobs wait: tcp (round trips to the latency service, default) or sleep "
-        "(each runtime's timer: pure scheduling cost)",
+        help="how jobs wait: tcp (round trips to the latency service, default), sleep (each "
+        "runtime's timer: pure scheduling cost), http (HTTP requests to the service through a "
+        "client library: name pairs such as asyncio+aiohttp in --models, see `bench list`), or "
+        "tcp,http (both, side by side)",
     )
     run.add_argument(
         "--service",
         metavar="HOST:PORT",
-        help="with tcp: a latency service already running (`bench serve`), on this machine or "
-        "another, instead of one the run starts",
+        help="with tcp or http: a latency service already running (`bench serve`), on this "
+        "machine or another, instead of one the run starts",
     )
     run.add_argument(
         "--dask-address",
@@ -455,6 +457,14 @@ def _list(args: argparse.Namespace) -> int:
     for name, model in MODELS.items():
         note = "" if model.available() else f"  (needs {model.requires})"
         print(f"  {name:<17}{' ' if model.default else '*'} {model.description}{note}")
+    print("over --transport http, each model with an HTTP client (the first is a plain name's):")
+    for name, model in MODELS.items():
+        if model.clients:
+            stacks = ", ".join(
+                f"{name}+{client}" + ("" if web.version(client) else " (not installed)")
+                for client in model.clients
+            )
+            print(f"  {name:<18} {stacks}")
     print("scenarios (critical path, CPU per job, bound at N=1 on this machine; mean times):")
     for name, scenario in SCENARIOS.items():
         print(

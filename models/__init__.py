@@ -38,6 +38,9 @@ class Model:
     colour: str = "#8c564b"  # the same in every figure
     # The runtime of the bare loop (`models.bare`) the model is held to; None: it has none.
     bare: str | None = None
+    # The HTTP client libraries it runs with over `--transport http` (`models.web`), the one
+    # a plain name means first; () for none.
+    clients: tuple[str, ...] = ()
 
     def available(self) -> bool:
         """Whether this platform can run the model."""
@@ -71,6 +74,11 @@ class Model:
 # forkserver: workers fork from a clean, pre-imported server, fast and without the hazards of
 # forking a process that has threads.
 _FORKSERVER: Final = "forkserver"
+# The HTTP clients of each ecosystem (`models.web`): requests and httpx's Client for blocking
+# code, aiohttp and httpx's AsyncClient on asyncio; on trio and under anyio, httpx alone (it is
+# written on anyio; aiohttp is asyncio's own).
+_BLOCKING_CLIENTS = ("requests", "httpx")
+_ASYNCIO_CLIENTS = ("aiohttp", "httpx")
 # Blocking models that run an engine's steps in one process, the first found is the reference.
 _ENGINE_REFERENCES = ("threads", "sync")
 
@@ -85,6 +93,7 @@ MODELS: dict[str, Model] = {
             one_loop=True,
             colour="#7f7f7f",
             bare="sync",
+            clients=_BLOCKING_CLIENTS,
         ),
         Model(
             "threads",
@@ -93,6 +102,7 @@ MODELS: dict[str, Model] = {
             cap="threads",
             colour="#1f77b4",
             bare="threads",
+            clients=_BLOCKING_CLIENTS,
         ),
         Model(
             "processes",
@@ -102,6 +112,7 @@ MODELS: dict[str, Model] = {
             start_method=_FORKSERVER,
             colour="#ff7f0e",
             bare="processes",
+            clients=_BLOCKING_CLIENTS,
         ),
         Model(
             "asyncio",
@@ -110,6 +121,7 @@ MODELS: dict[str, Model] = {
             one_loop=True,
             colour="#2ca02c",
             bare="asyncio",
+            clients=_ASYNCIO_CLIENTS,
         ),
         Model(
             "uvloop",
@@ -120,6 +132,7 @@ MODELS: dict[str, Model] = {
             one_loop=True,
             colour="#17becf",
             bare="asyncio",
+            clients=_ASYNCIO_CLIENTS,
         ),
         Model(
             "trio",
@@ -128,6 +141,7 @@ MODELS: dict[str, Model] = {
             one_loop=True,
             colour="#9467bd",
             bare="trio",
+            clients=("httpx",),
         ),
         Model(
             "processes-asyncio",
@@ -136,6 +150,7 @@ MODELS: dict[str, Model] = {
             start_method=_FORKSERVER,
             colour="#d62728",
             bare="processes-asyncio",
+            clients=_ASYNCIO_CLIENTS,
         ),
         Model(
             "dask",
@@ -167,6 +182,7 @@ MODELS: dict[str, Model] = {
             one_loop=True,
             colour="#98df8a",
             bare="anyio",
+            clients=("httpx",),
         ),
         Model(
             "anyio-uvloop",
@@ -179,6 +195,7 @@ MODELS: dict[str, Model] = {
             one_loop=True,
             colour="#9edae5",
             bare="anyio",
+            clients=("httpx",),
         ),
         Model(
             "anyio-trio",
@@ -190,6 +207,7 @@ MODELS: dict[str, Model] = {
             one_loop=True,
             colour="#c5b0d5",
             bare="anyio",
+            clients=("httpx",),
         ),
     )
 }
@@ -197,5 +215,18 @@ ENGINE_MODELS = tuple(name for name, model in MODELS.items() if model.engine)
 
 
 def registered(label: str) -> Model | None:
-    """The registry entry behind a row's model label ("threads @3.13.5t" is threads), if any."""
-    return MODELS.get(label.split(" @")[0])
+    """The registry entry behind a row's model label ("threads+httpx @3.13.5t" is threads), if
+    any."""
+    return MODELS.get(label.split(" @")[0].split("+")[0])
+
+
+def split_label(label: str) -> tuple[str, str | None]:
+    """A point's model label as its model and HTTP client ("asyncio+aiohttp": asyncio, aiohttp;
+    "asyncio": asyncio, None)."""
+    name, _, client = label.partition("+")
+    return name, client or None
+
+
+def pairs() -> list[str]:
+    """Every model with every HTTP client it runs with, as points name them."""
+    return [f"{name}+{client}" for name, model in MODELS.items() for client in model.clients]

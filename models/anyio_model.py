@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.buffered import BufferedByteStream
 
+from models import web
 from models.load import Record, Tally, Window, whole
 from models.wire import RESPONSE, check_answer, encode_request
 from models.workload import (
@@ -47,6 +48,7 @@ class Shared:
     stock: MutableSequence[int]  # each product's stock, guarded by its lock
     idle: list[BufferedByteStream]  # the connection pool
     handed_off: TaskGroup  # background steps run here, outliving their jobs
+    client: web.AsyncClient | None = None  # the HTTP client library of steps via "http"
 
 
 def run(window: Window, backend: str = "asyncio") -> Tally:
@@ -63,10 +65,13 @@ async def start_users(window: Window) -> Tally:
         async with anyio.create_task_group() as handed_off:  # exits once background work ends
             shared = Shared(window, Tally(), part.locks, part.stock, idle, handed_off)
             if window.service is not None:
-                for _ in range(window.connections(len(part.users))):
+                for _ in range(window.wire_connections(len(part.users))):
                     idle.append(BufferedByteStream(await anyio.connect_tcp(*window.service)))
             window = window.start(shared.tally, at_s=part.start())
-            async with anyio.create_task_group() as users:
+            async with (
+                web.open_client(window, len(part.users)) as shared.client,
+                anyio.create_task_group() as users,
+            ):
                 for user in part.users:
                     users.start_soon(serve, window, user, part.take, shared)
     finally:
@@ -158,8 +163,11 @@ async def run_attempts(wait: Wait, shared: Shared) -> int:
 
 
 async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
-    """One try: a round trip on a pooled stream (or anyio's timer), cancelled at the timeout
+    """One try: an HTTP request through the client library (with its own pool and timeout),
+    or a round trip on a pooled stream (or anyio's timer), cancelled at the timeout
     (`fail_after` raises TimeoutError). Returns the response's size."""
+    if shared.client is not None and wait.via == "http":
+        return await shared.client.call(wait, attempt)
     # A step without a timeout gets no cancel scope: a scope costs even when it never fires.
     limit = contextlib.nullcontext() if wait.timeout_s is None else anyio.fail_after(wait.timeout_s)
     with limit:

@@ -10,6 +10,7 @@ from collections.abc import Callable, MutableSequence, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
+from models import web
 from models.load import Part, Record, Tally, Window, whole
 from models.wire import RESPONSE, check_answer, encode_request
 from models.workload import (
@@ -39,6 +40,7 @@ class Shared:
     stock: MutableSequence[int]  # each product's stock, guarded by its lock
     idle: list[Connection] = field(default_factory=list)  # the connection pool
     handed_off: set[asyncio.Task[None]] = field(default_factory=set)  # background steps
+    client: web.AsyncClient | None = None  # the HTTP client library of steps via "http"
 
 
 def run(
@@ -57,15 +59,16 @@ async def start_users(window: Window, part: Part | None = None) -> Tally:
     part = part or whole(window, asyncio.Lock)
     shared = Shared(window, Tally(), part.locks, part.stock)
     if window.service is not None:
-        for _ in range(window.connections(len(part.users))):
+        for _ in range(window.wire_connections(len(part.users))):
             shared.idle.append(await asyncio.open_connection(*window.service))
     window = window.start(shared.tally, at_s=part.start())
     try:
-        async with asyncio.TaskGroup() as users:
-            for user in part.users:
-                users.create_task(serve(window, user, part.take, shared))
-        while shared.handed_off:  # the background work must end before the point does
-            await asyncio.wait(shared.handed_off)
+        async with web.open_client(window, len(part.users)) as shared.client:
+            async with asyncio.TaskGroup() as users:
+                for user in part.users:
+                    users.create_task(serve(window, user, part.take, shared))
+            while shared.handed_off:  # the background work must end before the point does
+                await asyncio.wait(shared.handed_off)
     finally:
         for _, writer in shared.idle:
             writer.close()
@@ -150,8 +153,11 @@ async def run_attempts(wait: Wait, shared: Shared) -> int:
 
 
 async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
-    """One try: a round trip on a pooled connection (or the loop's timer), cancelled at the
-    timeout. Returns the response's size."""
+    """One try: an HTTP request through the client library (with its own pool and timeout),
+    or a round trip on a pooled connection (or the loop's timer), cancelled at the timeout.
+    Returns the response's size."""
+    if shared.client is not None and wait.via == "http":
+        return await shared.client.call(wait, attempt)
     # A step without a timeout gets no timeout scope: a scope costs even when it never fires.
     limit = contextlib.nullcontext() if wait.timeout_s is None else asyncio.timeout(wait.timeout_s)
     async with limit:

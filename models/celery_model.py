@@ -29,7 +29,7 @@ from models.cluster import (
     worker_processes,
 )
 from models.load import STOCK_START, Record, Tally, Window, handed_step
-from models.wire import SleepTransport, TcpTransport
+from models.wire import Transport
 from models.workload import (
     OK,
     Action,
@@ -97,7 +97,7 @@ class Shared:
     store_url: str
     store: redis.Redis  # the stock and its locks
     tally: Tally  # this job's, handed back with its result
-    transport: SleepTransport | TcpTransport  # this worker's blocking I/O, pooled connections
+    transport: Transport  # this worker's blocking I/O, pooled connections
     steps: ThreadPoolExecutor  # this worker's: runs a stage's other steps
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.wire import SleepTransport, TcpTransport, open_transport
+from models.wire import Transport, open_transport
 
 if TYPE_CHECKING:  # imported where used: the dask model needs neither
     import redis
@@ -60,7 +60,7 @@ class Engine:
 
 def worker_io(
     service: Sequence[str | int] | None,
-) -> tuple[SleepTransport | TcpTransport, ThreadPoolExecutor]:
+) -> tuple[Transport, ThreadPoolExecutor]:
     """This worker process's I/O to the latency service (a pool of connections that grows as
     its threads need them) and the pool that runs a stage's other steps; made on first use
     and kept for the worker's life, as a worker keeps its database pool."""
@@ -71,7 +71,7 @@ def worker_io(
 @functools.cache
 def _worker_io(
     service: tuple[str, int] | None,
-) -> tuple[SleepTransport | TcpTransport, ThreadPoolExecutor]:
+) -> tuple[Transport, ThreadPoolExecutor]:
     return open_transport(service, 0), ThreadPoolExecutor(_MAX_STEP_THREADS)
 
 

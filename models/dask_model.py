@@ -18,7 +18,7 @@ from distributed import Client, LocalCluster, Lock, Queue, Variable, fire_and_fo
 
 from models.cluster import to_perf_s, worker_io
 from models.load import STOCK_START, Record, Tally, Window, handed_step
-from models.wire import SleepTransport, TcpTransport
+from models.wire import Transport
 from models.workload import (
     OK,
     Action,
@@ -48,7 +48,7 @@ class Shared:
     service: tuple[str, int] | None
     client: Client  # the worker's own, for locks, stock and hand-offs from any of its threads
     tally: Tally  # this job's, handed back with its result
-    transport: SleepTransport | TcpTransport  # this worker's blocking I/O, pooled connections
+    transport: Transport  # this worker's blocking I/O, pooled connections
     steps: ThreadPoolExecutor  # this worker's: runs a stage's other steps
 
 

@@ -436,6 +436,7 @@ class Window:
     max_jobs: int | None = None  # stop after this many jobs too (tests want exact counts)
     announce_fd: int | None = None  # start() writes its time here, for the point's monitor
     service: tuple[str, int] | None = None  # the latency service; None: I/O waits on a timer
+    client: str | None = None  # the HTTP client library of steps via "http"; None: the wire
     arrivals: tuple[float, ...] | None = None  # open load: when each job is due, from the start
     engine: Engine = field(default_factory=Engine)  # dask's and celery's cluster or broker
     # A closed load's ledger file, shared with the model's processes: they publish their jobs
@@ -454,6 +455,13 @@ class Window:
         if not self.service:
             return 0
         return (self.concurrency if users is None else users) * self.scenario.max_io_width()
+
+    def wire_connections(self, users: int | None = None) -> int:
+        """How many of those speak the wire protocol: all, unless every I/O step goes over
+        HTTP (whose client libraries keep pools of their own)."""
+        if self.client is not None and not self.scenario.routes("service"):
+            return 0
+        return self.connections(users)
 
     def start(self, tally: Tally | None = None, at_s: float | None = None) -> Window:
         """This window, starting at `at_s` (given by a process that shares a start), or now;

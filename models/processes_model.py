@@ -15,7 +15,7 @@ from multiprocessing.synchronize import Lock
 from typing import Literal
 
 from models.load import Record, Tally, Window
-from models.wire import SleepTransport, TcpTransport, open_transport
+from models.wire import Transport, open_transport
 from models.workers import Crew, run_workers, shared_stock
 from models.workload import (
     OK,
@@ -40,7 +40,7 @@ class Shared:
     tally: Tally  # this worker's
     locks: list[Lock]  # one per product, across processes
     stock: MutableSequence[int]  # in shared memory
-    transport: SleepTransport | TcpTransport  # this worker's blocking I/O and connections
+    transport: Transport  # this worker's blocking I/O and connections
     steps: ThreadPoolExecutor  # runs a stage's other steps
     handed_off: ThreadPoolExecutor  # runs the background steps
 
@@ -72,7 +72,12 @@ def serve(
 
     def work() -> Tally:
         tally = Tally()
-        transport = open_transport(window.service, window.scenario.max_io_width())
+        transport = open_transport(
+            window.service,
+            window.scenario.max_io_width(),
+            window.client,
+            window.scenario.routes("service"),
+        )
         extra_steps = window.scenario.max_width() - 1
         with (
             ThreadPoolExecutor(max(1, extra_steps)) as steps,

@@ -40,7 +40,9 @@ SCENARIOS: dict[str, Scenario] = {
                             backoff_ms=50.0,
                             timeout_ms=500.0,
                         ),
-                        IoStep("reserve stock", _exp(5.0), 128, 64, lock=Lock(100, 1.0)),
+                        IoStep(
+                            "reserve stock", _exp(5.0), 128, 64, lock=Lock(100, 1.0), via="service"
+                        ),
                     ),
                 ),
                 Stage(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from models.load import STOCK_START, Record, Tally, Window
-from models.wire import SleepTransport, TcpTransport, open_transport
+from models.wire import Transport, open_transport
 from models.workload import (
     OK,
     Action,
@@ -33,14 +33,16 @@ class Shared:
     window: Window
     tally: Tally
     stock: list[int]
-    transport: SleepTransport | TcpTransport  # blocking I/O, over one connection
+    transport: Transport  # blocking I/O, over one connection
     handed_off: list[Action] = field(default_factory=list)  # run once the job has answered
 
 
 def run(window: Window) -> Tally:
     """Open the connection, run the window's jobs, close it."""
     tally = Tally(stock=[STOCK_START] * window.scenario.products())
-    transport = open_transport(window.service, 1)  # one request at a time
+    transport = open_transport(
+        window.service, 1, window.client, window.scenario.routes("service")
+    )  # one request at a time
     try:
         start_users(Shared(window, tally, tally.stock, transport))
     finally:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from models.load import STOCK_START, Record, Tally, Window
-from models.wire import SleepTransport, TcpTransport, open_transport
+from models.wire import Transport, open_transport
 from models.workload import (
     OK,
     Action,
@@ -36,7 +36,7 @@ class Shared:
     tally: Tally
     locks: list[threading.Lock]  # one per product
     stock: list[int]  # each product's stock, guarded by its lock
-    transport: SleepTransport | TcpTransport  # blocking I/O, with a pool of connections
+    transport: Transport  # blocking I/O, with a pool of connections
     steps: ThreadPoolExecutor  # runs a stage's other steps
     handed_off: ThreadPoolExecutor  # runs the background steps
 
@@ -45,7 +45,9 @@ def run(window: Window) -> Tally:
     """Open the connections and the pools, run the window's jobs, wait for background work."""
     products = window.scenario.products()
     tally = Tally(stock=[STOCK_START] * products)
-    transport = open_transport(window.service, window.connections())
+    transport = open_transport(
+        window.service, window.connections(), window.client, window.scenario.routes("service")
+    )
     # Enough pool threads that no stage waits for one (N users x the extra steps of a stage),
     # and enough to keep up with the background work the users hand off.
     extra_steps = window.scenario.max_width() - 1

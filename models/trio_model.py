@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import trio
 
+from models import web
 from models.load import Record, Tally, Window, whole
 from models.wire import RESPONSE, check_answer, encode_request
 from models.workload import (
@@ -38,6 +39,7 @@ class Shared:
     stock: MutableSequence[int]  # each product's stock, guarded by its lock
     idle: list[BufferedStream]  # the connection pool
     handed_off: trio.Nursery  # background steps run here, outliving their jobs
+    client: web.AsyncClient | None = None  # the HTTP client library of steps via "http"
 
 
 def run(window: Window) -> Tally:
@@ -53,10 +55,13 @@ async def start_users(window: Window) -> Tally:
         async with trio.open_nursery() as handed_off:  # exits once the background work has ended
             shared = Shared(window, Tally(), part.locks, part.stock, idle, handed_off)
             if window.service is not None:
-                for _ in range(window.connections(len(part.users))):
+                for _ in range(window.wire_connections(len(part.users))):
                     idle.append(BufferedStream(await trio.open_tcp_stream(*window.service)))
             window = window.start(shared.tally, at_s=part.start())
-            async with trio.open_nursery() as users:
+            async with (
+                web.open_client(window, len(part.users)) as shared.client,
+                trio.open_nursery() as users,
+            ):
                 for user in part.users:
                     users.start_soon(serve, window, user, part.take, shared)
     finally:
@@ -148,8 +153,11 @@ async def run_attempts(wait: Wait, shared: Shared) -> int:
 
 
 async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
-    """One try: a round trip on a pooled stream (or trio's timer), cancelled at the timeout.
-    Returns the response's size."""
+    """One try: an HTTP request through the client library (with its own pool and timeout),
+    or a round trip on a pooled stream (or trio's timer), cancelled at the timeout. Returns
+    the response's size."""
+    if shared.client is not None and wait.via == "http":
+        return await shared.client.call(wait, attempt)
     # A step without a timeout gets no cancel scope: a scope costs even when it never fires.
     limit = (
         contextlib.nullcontext() if wait.timeout_s is None else trio.move_on_after(wait.timeout_s)

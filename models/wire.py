@@ -16,6 +16,7 @@ import collections
 import socket
 import struct
 import time
+from typing import Protocol
 
 from models.workload import Attempt, StepFailed, Wait
 
@@ -24,7 +25,9 @@ RESPONSE = struct.Struct("!BI")
 ZEROS = bytes(1 << 20)
 
 
-_MOST_DELAY_US = 2**32 - 1
+# The longest delay a request can ask for, 18 minutes: a request's first byte stays below an
+# ASCII letter, so the service tells the wire protocol from HTTP by a connection's first byte.
+_MOST_DELAY_US = 0x40FF_FFFF
 
 
 class NotTheService(ConnectionError):
@@ -46,19 +49,41 @@ def encode_request(wait: Wait, attempt: Attempt) -> bytes:
     return request_bytes(attempt.seconds, wait.request_bytes, wait.response_bytes, attempt.fails)
 
 
+def delay_us(seconds: float) -> int:
+    """A drawn wait as the service's delay field; a draw past 18 minutes waits 18 minutes."""
+    return min(round(seconds * 1e6), _MOST_DELAY_US)
+
+
 def request_bytes(seconds: float, size: int, response_bytes: int, fails: bool = False) -> bytes:
     """A request of `size` payload bytes for an answer of `response_bytes` after `seconds`."""
-    # A draw past the 32-bit field (71 minutes) waits as long as the field can say.
-    delay_us = min(round(seconds * 1e6), _MOST_DELAY_US)
-    return REQUEST.pack(delay_us, response_bytes, size, fails) + ZEROS[:size]
+    return REQUEST.pack(delay_us(seconds), response_bytes, size, fails) + ZEROS[:size]
 
 
 def open_transport(
-    service: tuple[str, int] | None, connections: int
-) -> SleepTransport | TcpTransport:
-    """Blocking I/O to the service at `service` over `connections` pooled connections, or as
-    sleeps when there is no service."""
-    return SleepTransport() if service is None else TcpTransport(service, connections)
+    service: tuple[str, int] | None,
+    connections: int,
+    client: str | None = None,
+    wire_too: bool = False,
+) -> Transport:
+    """Blocking I/O to the service at `service` over `connections` pooled connections: HTTP
+    through `client` (requests or httpx) for the steps routed over it, and the wire protocol
+    for the others (`wire_too`: some steps are); sleeps when there is no service."""
+    if service is None:
+        return SleepTransport()
+    if client is None:
+        return TcpTransport(service, connections)
+    from models.web import HttpTransport  # only an HTTP point loads the client library
+
+    return HttpTransport(
+        client, service, connections, TcpTransport(service, connections) if wire_too else None
+    )
+
+
+class Transport(Protocol):
+    """Blocking I/O, shared by a process's threads."""
+
+    def call(self, wait: Wait, attempt: Attempt) -> int: ...
+    def close(self) -> None: ...
 
 
 class SleepTransport:

@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 DistKind = Literal["constant", "uniform", "exponential", "lognormal"]
 CpuKind = Literal["python", "native", "json"]
+Via = Literal["http", "service"]  # where an I/O step goes over `--transport http`
 
 _MASK = (1 << 64) - 1
 # Knuth's MMIX LCG: the python kernel's state update, and the base of its cheap jump-ahead check.
@@ -205,7 +206,9 @@ class IoStep:
 
     An attempt fails with probability `fail_rate` (the service answers with an error after its
     delay) or times out after `timeout_ms`; `retries` more attempts follow, each after a pause of
-    `backoff_ms` doubled per retry.
+    `backoff_ms` doubled per retry. Over `--transport http`, a step `via` "http" is an HTTP
+    request through the point's client library, one `via` "service" a round trip of the wire
+    protocol (an internal service's own).
     """
 
     name: str
@@ -218,6 +221,7 @@ class IoStep:
     timeout_ms: float | None = None
     lock: Lock | None = None
     background: bool = False
+    via: Via = "http"
 
     def mean_ms(self) -> float:
         """Mean time of the step, retries and pauses included."""
@@ -354,6 +358,10 @@ class Scenario:
             self.background_steps(), math.ceil(2 * users * background_ms / self.critical_path_ms())
         )
 
+    def routes(self, via: Via) -> bool:
+        """Whether some I/O step goes `via` this route."""
+        return any(isinstance(step, IoStep) and step.via == via for step in self.steps())
+
     def products(self) -> int:
         """How many products the stock table holds (0 when no step locks one)."""
         return max((step.lock.products for step in self.steps() if step.lock), default=0)
@@ -412,6 +420,7 @@ class Wait:
     response_bytes: int
     product: int | None  # the product whose stock the step updates under its lock
     background: bool
+    via: Via
 
 
 @dataclass(slots=True)
@@ -477,6 +486,7 @@ def _draw_action(job: int, step: Step, calibration: Calibration, rng: Stream) ->
             step.response_bytes,
             product,
             step.background,
+            step.via,
         )
     rate = {
         "python": calibration.python_iterations_per_ms,

@@ -103,7 +103,7 @@ def test_every_list_flag_parses_or_is_one_line(text: str) -> None:
     for check in (
         lambda: api.check_concurrency(cli._parse_levels(text)),
         lambda: api.check_rates("open", cli._parse_rates(text), "constant"),
-        lambda: api.check_models(cli._parse_names("--models", text)),
+        lambda: api.check_labels(cli._parse_names("--models", text), ("tcp", "http")),
         lambda: cli._parse_min_effect(text),
         lambda: api.check_transport("tcp", text),
     ):

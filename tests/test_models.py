@@ -94,6 +94,8 @@ def run_jobs(
     service: tuple[str, int] | None = None,
     engine: Engine | None = None,
 ) -> Tally:
+    """Run `jobs` jobs of `model` ("asyncio", or with an HTTP client: "asyncio+aiohttp")."""
+    model, _, client = model.partition("+")
     window = Window(
         scenario,
         TINY_CALIBRATION,
@@ -103,6 +105,7 @@ def run_jobs(
         600.0,
         max_jobs=jobs,
         service=service,
+        client=client or None,
         engine=engine or Engine(),
         keep=True,
     )

@@ -40,7 +40,7 @@ TWINS = [MODELS_DIR / f"{name}.py" for name in ("asyncio_model", "trio_model", "
 # what a model does with them, and where, is where the runtimes differ.
 RUNTIME_FIELDS = {"idle", "handed_off"}
 # The calls with which every twin's start_users sets up its run.
-SETUP_CALLS = {"whole", "window.connections", "window.start"}
+SETUP_CALLS = {"whole", "window.wire_connections", "window.start"}
 
 
 def shape(path: Path) -> list[str]:

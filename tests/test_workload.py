@@ -189,7 +189,7 @@ def test_step_mean_and_success_rate_match_a_simulation(step: IoStep, draws: str)
 def test_outcomes_and_retries_follow_the_draws() -> None:
     def wait(*attempts: tuple[float, bool], timeout_s: float | None = None) -> Wait:
         tries = tuple(Attempt(seconds, fails, 0.0) for seconds, fails in attempts)
-        return Wait(0, tries, timeout_s, 0, 0, None, False)
+        return Wait(0, tries, timeout_s, 0, 0, None, False, "http")
 
     assert step_outcome(wait((0.01, False))) == OK
     assert step_outcome(wait((0.01, True), (0.01, False))) == OK

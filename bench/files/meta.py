@@ -147,6 +147,9 @@ class RunMeta:
     micro: tuple[MicroCost, ...] | None = None  # None: not measured
     config: RunConfig = field(default_factory=RunConfig)
     engines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The HTTP client libraries of the run's points: each one's version and the defaults the
+    # suite changed (its pool's size).
+    http_clients: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     load_average_end: tuple[float, ...] | None = None
     # The budget that would have bought every level's jobs (closed runs with a budget).
     budget_advice_s: float | None = None

@@ -19,6 +19,9 @@ Schema history (`schema_version` in meta.json):
   5 — `pss_peak_mb`; samples.csv: each point's process tree over time (`SAMPLE_COLUMNS`).
       `late_starts` counts jobs that started over 2 ms after they were both due and in a
       user's hands (before: due while a user was free).
+  6 — the `http` transport: `client` and `client_version` (the HTTP client library of a point
+      whose model label is "model+client"; empty otherwise); `transport` is each point's own
+      (a `--transport tcp,http` run holds both).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from bench.errors import OutputError
 from bench.files.meta import RunMeta
 from models.recording import Histogram
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 LATENCY_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99, 100.0)
 
 POINT_COLUMNS = (
@@ -53,6 +56,8 @@ POINT_COLUMNS = (
     "warning",
     "scenario",
     "transport",
+    "client",
+    "client_version",
     "interpreter",
     "submitted",
     "jobs",
@@ -98,6 +103,8 @@ TEXT_COLUMNS = (
     "warning",
     "scenario",
     "transport",
+    "client",
+    "client_version",
     "interpreter",
 )
 # Counts are empty on skipped and failed rows, hence pandas' nullable integers; the rest is float.

@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import Any, NoReturn, get_args
 
 from bench.errors import BenchError
-from models.workload import CpuKind, CpuStep, Dist, DistKind, IoStep, Lock, Scenario, Stage
+from models.workload import (
+    CpuKind,
+    CpuStep,
+    Dist,
+    DistKind,
+    IoStep,
+    Lock,
+    Scenario,
+    Stage,
+    Via,
+)
 
 # Which parameters each distribution takes.
 _DIST_PARAMS: dict[str, tuple[str, ...]] = {
@@ -36,7 +46,7 @@ _MOST_SKEW = 10.0
 _MOST_STEPS = 100  # per stage, and stages per scenario
 
 # Optional keys of I/O steps, and of every step.
-_IO_OPTIONS = ("fail_rate", "retries", "backoff_ms", "timeout_ms")
+_IO_OPTIONS = ("fail_rate", "retries", "backoff_ms", "timeout_ms", "via")
 _SHARED_OPTIONS = ("lock", "background")
 
 
@@ -155,6 +165,10 @@ class _Reader:
             fail_rate = self.number(data, "fail_rate", f"{field}.fail_rate", 0.0)
             if fail_rate >= 1:
                 self.fail(f"{field}.fail_rate", f"{fail_rate:g} is not a probability below 1")
+            via = data.get("via", "http")
+            if via not in get_args(Via):
+                routes = ", ".join(get_args(Via))
+                self.fail(f"{field}.via", f"{via!r} is not one of: {routes}")
             return IoStep(
                 self.text(data, "name", f"{field}.name"),
                 self.dist(data["wait"], f"{field}.wait"),
@@ -166,6 +180,7 @@ class _Reader:
                 timeout_ms=None if timeout is None else float(timeout),
                 lock=self.lock(data, field),
                 background=self.flag(data, "background", field),
+                via=via,
             )
         if kind == "cpu":
             self.table(data, field, ("name", "type", "cpu"), ("kind", *_SHARED_OPTIONS))

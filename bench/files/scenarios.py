@@ -50,6 +50,8 @@ def describe_step(step: IoStep | CpuStep) -> str:
         if step.retries:
             retries = "1 retry" if step.retries == 1 else f"{step.retries} retries"
             text += f"; {retries}, backoff {step.backoff_ms:g} ms doubling"
+        if step.via == "service":
+            text += "; over the wire protocol, not HTTP"
     else:
         text = f"{step.name}: CPU ({step.kind}), {describe_dist(step.cpu)}"
     if step.lock is not None:

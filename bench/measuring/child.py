@@ -28,6 +28,7 @@ from models import MODELS
 from models.bare import Count
 from models.load import STOCK_START, Ledger, Tally, Window
 from models.recording import Histogram, Spans
+from models.web import version
 
 # A closed point whose jobs stop ending for STALL_S plus STALL_PATHS critical paths is failed
 # then, not at its hard timeout: a healthy model ends N jobs per job length, and a job 20 times
@@ -160,6 +161,7 @@ def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float)
         error_examples=tuple(tally.errors),
         problems=tuple(problems),
         samples=tuple(usage.samples),
+        client_version="" if window.client is None else version(window.client),
     )
 
 

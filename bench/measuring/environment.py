@@ -13,7 +13,20 @@ import psutil
 
 from bench.files.meta import Machine, PythonBuild
 
-_PACKAGES = ("trio", "anyio", "uvloop", "psutil", "pandas", "numpy", "scipy", "matplotlib", "rich")
+_PACKAGES = (
+    "trio",
+    "anyio",
+    "uvloop",
+    "psutil",
+    "pandas",
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "rich",
+    "requests",
+    "httpx",
+    "aiohttp",
+)
 
 
 def usable_cores() -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.files.meta import Interpreter
 from bench.measuring.environment import suite_root
-from models import MODELS
+from models import MODELS, web
 
 # The oldest Python the models run on (asyncio.TaskGroup, ExceptionGroup, tomllib).
 MIN_VERSION = (3, 11)
@@ -31,7 +31,11 @@ MIN_VERSION = (3, 11)
 REQUIRED = ("trio", "anyio", "psutil")
 OPTIONAL = ("uvloop",)
 # Asked of every interpreter: the runtime set and whatever a model requires (uvloop, the engines).
-_PROBED = tuple(dict.fromkeys([*REQUIRED, *(m.requires for m in MODELS.values() if m.requires)]))
+_PROBED = tuple(
+    dict.fromkeys(
+        [*REQUIRED, *(m.requires for m in MODELS.values() if m.requires), *web.POOL_DEFAULTS]
+    )
+)
 _DISTRIBUTION = "pyconcurrency-bench"
 _PROBE = """
 import importlib.util, json, sys, sysconfig

@@ -50,6 +50,12 @@ class PointSpec:
     goal: Goal | None = None
     ramp_s: float | None = None
     bare: bool = False  # run the model's bare loop (`models.bare`) instead of the model
+    client: str | None = None  # --transport http: the HTTP client library (`models.web`)
+
+    @property
+    def label(self) -> str:
+        """The model as rows name it: with its HTTP client ("threads+requests"), if any."""
+        return self.model if self.client is None else f"{self.model}+{self.client}"
 
     def with_service(self, address: tuple[str, int], pid: int | None) -> PointSpec:
         """This point, doing its I/O with the service at `address`."""
@@ -68,6 +74,7 @@ class PointSpec:
             max_jobs=self.max_jobs,
             announce_fd=announce_fd,
             service=self.service,
+            client=self.client,
             engine=self.engine,
             ledger=ledger,
             ramp_s=self.ramp_s,
@@ -134,6 +141,7 @@ class PointResult:
     error_examples: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # lost jobs or stock updates, unfinished background work
     samples: tuple[Sample, ...] = ()  # the process tree over the point's time
+    client_version: str = ""  # the HTTP client library's, as the point's interpreter has it
 
     def to_json(self) -> str:
         """The result as the point process writes it."""

@@ -1,19 +1,24 @@
 """The latency service: a TCP server that answers each request after the delay it asks for.
 
 It stands for the payment gateway, the stock database and the mail relay of the workload.
-Models reach it over a socket, never by import.
+Models reach it over a socket, never by import. It speaks two protocols on one port, told apart
+by a connection's first byte (an HTTP request starts with a letter of its method; the wire
+protocol's first byte is the top of a delay that `models.wire` keeps below 0x41 seconds' worth).
 
-Wire protocol (integers big-endian; defined in `models/wire.py`, which the models use), any
+The wire protocol (integers big-endian; defined in `models/wire.py`, which the models use), any
 number of requests per connection, one at a time:
 
     request  = delay_us:u32  response_bytes:u32  request_bytes:u32  fail:u8  payload[request_bytes]
     response = failed:u8  response_bytes:u32  payload[response_bytes]
 
+HTTP/1.1 (defined in `models/web.py`), kept alive, one request at a time:
+
+    GET /wait?delay_us=D&bytes=B&fail=F   (or POST, with a body)   ->   200 or 503, B bytes
+
 The server reads the whole request (so request sizes cost what they cost on the wire), waits
-`delay_us` microseconds on its event loop without blocking other connections, then sends a
-response of `response_bytes` bytes whose `failed` byte echoes `fail`: a step drawn to fail gets
-its error from across the socket, as from a real gateway. A connection closed by the client
-ends quietly.
+the delay on its event loop without blocking other connections, then answers with the bytes
+asked for; a request drawn to fail gets its error (the `failed` byte, or a 503) from across the
+socket, as from a real gateway. A connection closed by the client ends quietly.
 """
 
 from __future__ import annotations
@@ -43,11 +48,18 @@ class ServiceError(BenchError, OSError):
     """Raised when the service cannot listen where it was asked to."""
 
 
+# The first byte of an HTTP request is a letter of its method; the wire protocol's never is.
+_HTTP_FIRST = ord("A")
+# How long an HTTP request's head may grow before the connection is refused as not HTTP.
+_MOST_HEAD_BYTES = 8192
+_HTTP_STATUS = {0: b"200 OK", 1: b"503 Service Unavailable"}
+
+
 class _Answer(asyncio.Protocol):
     """One connection: parse requests as bytes arrive, answer each after its delay.
 
     A protocol, not streams: a round trip then costs the loop two callbacks and a timer, which
-    took the service's CPU per round trip from 58 to {measured} us here (asyncio streams add a
+    took the service's CPU per round trip from 58 to 38 us here (asyncio streams add a
     reader, a future and a drain per request)."""
 
     def __init__(self) -> None:
@@ -55,6 +67,7 @@ class _Answer(asyncio.Protocol):
         self.buffer = bytearray()
         # Clients send one request at a time: at most one answer is pending.
         self.timer: asyncio.TimerHandle | None = None
+        self.http: bool | None = None  # which protocol: known from the first byte
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's is not an asyncio.Transport subclass, but acts as one);
@@ -64,6 +77,11 @@ class _Answer(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
         buffer += data
+        if self.http is None:
+            self.http = buffer[0] >= _HTTP_FIRST
+        if self.http:
+            self.http_received()
+            return
         loop = asyncio.get_running_loop()
         while len(buffer) >= REQUEST.size:
             delay_us, response_bytes, request_bytes, fail = REQUEST.unpack_from(buffer)
@@ -82,16 +100,97 @@ class _Answer(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         transport.write(RESPONSE.pack(fail, response_bytes))
-        remaining = response_bytes
-        while remaining:
-            chunk = min(remaining, len(ZEROS))
-            transport.write(ZEROS[:chunk])
-            remaining -= chunk
+        self.write_zeros(response_bytes)
+
+    def write_zeros(self, size: int) -> None:
+        """Send `size` bytes of payload."""
+        assert self.transport is not None
+        while size:
+            chunk = min(size, len(ZEROS))
+            self.transport.write(ZEROS[:chunk])
+            size -= chunk
+
+    def http_received(self) -> None:
+        """Take each whole HTTP request off the buffer and answer it after its delay."""
+        buffer = self.buffer
+        while (head_end := buffer.find(b"\r\n\r\n")) >= 0:
+            head = bytes(buffer[:head_end]).lower()
+            try:
+                request = _http_request(head)
+            except ValueError as error:
+                self.refuse(str(error))
+                return
+            delay_us, response_bytes, fail, body_bytes, keep_alive = request
+            end = head_end + 4 + body_bytes
+            if len(buffer) < end:  # the body is still on its way
+                return
+            del buffer[:end]
+            respond = self.respond_http
+            if delay_us:
+                self.timer = asyncio.get_running_loop().call_later(
+                    delay_us / 1e6, respond, fail, response_bytes, keep_alive
+                )
+            else:
+                respond(fail, response_bytes, keep_alive)
+        if len(buffer) > _MOST_HEAD_BYTES:
+            self.refuse("request head too long")
+
+    def respond_http(self, fail: int, response_bytes: int, keep_alive: bool) -> None:
+        """Send one HTTP answer: 200, or 503 for a request drawn to fail."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(
+            b"HTTP/1.1 %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n%s\r\n"
+            % (_HTTP_STATUS[fail], response_bytes, b"" if keep_alive else b"Connection: close\r\n")
+        )
+        self.write_zeros(response_bytes)
+        if not keep_alive:
+            transport.close()
+
+    def refuse(self, reason: str) -> None:
+        """Answer a request the service cannot read with a 400, and close the connection."""
+        if self.transport is not None:
+            body = reason.encode()
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                % (len(body), body)
+            )
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
         self.transport = None
+
+
+def _http_request(head: bytes) -> tuple[int, int, int, int, bool]:
+    """From a request's head (lower-cased): its delay in microseconds, the answer's size, whether
+    it fails, the size of its body and whether the connection stays open after it."""
+    line, _, headers = head.partition(b"\r\n")
+    method, target, version = ([*line.split(b" "), b"", b""])[:3]
+    path, _, query = target.partition(b"?")
+    if method not in (b"get", b"post") or path != b"/wait" or not version.startswith(b"http/1."):
+        raise ValueError(f"not a request this service answers: {line[:80]!r}")
+    fields = dict(pair.partition(b"=")[::2] for pair in query.split(b"&"))
+    body_bytes = 0
+    keep_alive = version == b"http/1.1"
+    for header in headers.split(b"\r\n"):
+        name, _, value = header.partition(b":")
+        if name == b"content-length":
+            body_bytes = int(value)
+        elif name == b"connection":
+            keep_alive = value.strip() == b"keep-alive"
+    try:
+        return (
+            int(fields[b"delay_us"]),
+            int(fields[b"bytes"]),
+            int(fields.get(b"fail", b"0")) & 1,
+            body_bytes,
+            keep_alive,
+        )
+    except (KeyError, ValueError):
+        raise ValueError(f"a request needs delay_us and bytes: {target[:80]!r}") from None
 
 
 async def serve(

@@ -31,7 +31,7 @@ from bench.measuring.engines import engine_shortfall
 from bench.measuring.interpreters import own_tag
 from bench.measuring.point import PointFailed, PointResult, PointSpec, measure_point
 from bench.measuring.service import Service
-from models import MODELS
+from models import MODELS, split_label, web
 from models.cluster import Engine
 from models.recording import Histogram, jobs_for
 from models.workload import Calibration, Scenario
@@ -119,12 +119,15 @@ class Planned:
 
 def fd_shortfall(config: SweepConfig, model: str, level: int, fd_limit: int) -> str:
     """Why `level` cannot run over tcp within `fd_limit` descriptors per process ("" if it can)."""
-    if config.transport != "tcp":
+    if config.transport == "sleep":
         return ""
     scenario = config.scenario
     per_job = scenario.max_io_width() + scenario.background_steps()
     total = level * per_job + _SPARE_FDS  # the service holds the other end of every connection
-    client = per_job + _SPARE_FDS if MODELS[model].cap == "processes" else total
+    name, client_library = split_label(model)
+    if client_library is not None and scenario.routes("service"):
+        total += level * per_job  # a pool of wire connections beside the HTTP client's
+    client = per_job + _SPARE_FDS if MODELS[name].cap == "processes" else total
     needed = max(client, total if config.local_service else 0)
     if needed <= fd_limit:
         return ""
@@ -149,7 +152,8 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
     pythons: tuple[Interpreter | None, ...] = config.interpreters or (None,)
     for repeat, python in itertools.product(range(1, config.repeat + 1), pythons):
         for model in config.models:
-            info = MODELS[model]
+            name, client = split_label(model)
+            info = MODELS[name]
             for level, rate in itertools.product(config.concurrency, rates):
                 reason = ""
                 if python is None and not info.available():
@@ -167,14 +171,26 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
                         f"raise it with {flags[info.cap]}"
                     )
                 else:
-                    reason = engine_shortfall(model, config.engine) or fd_shortfall(
-                        config, model, level, fd_limit
+                    reason = (
+                        engine_shortfall(name, config.engine)
+                        or fd_shortfall(config, model, level, fd_limit)
+                        or _client_shortfall(client, python)
                     )
                 if reason and repeat > 1:
                     continue
-                spec = _spec(config, calibration, model, level, repeat, rate)
-                planned.append(Planned(dataclasses.replace(spec, python=_path(python)), reason))
+                spec = _spec(config, calibration, name, level, repeat, rate)
+                spec = dataclasses.replace(spec, python=_path(python), client=client)
+                planned.append(Planned(spec, reason))
     return planned
+
+
+def _client_shortfall(client: str | None, python: Interpreter | None) -> str:
+    """Why the point's HTTP client cannot run ("" if it can, or the point has none)."""
+    if client is None or (client in python.modules if python else web.version(client)):
+        return ""
+    where = f"for Python {python.tag}" if python else "here"
+    pip = f"{python.path} -m pip" if python else "pip"
+    return f"{client} is not installed {where} (`{pip} install {client}`)"
 
 
 def _path(python: Interpreter | None) -> str | None:
@@ -439,13 +455,15 @@ def _base_row(config: SweepConfig, spec: PointSpec, cores: int) -> dict[str, Any
     if spec.rate is not None:  # no model serves more than is offered
         bound = min(bound, spec.rate * config.scenario.success_rate())
     return {
-        "model": spec.model,
+        "model": spec.label,
         "load": config.load,
         "concurrency": spec.concurrency,
         "rate": spec.rate,
         "repeat": spec.repeat,
         "scenario": config.scenario.name,
-        "transport": config.transport,
+        # A `tcp,http` run: the points with a client are its http ones.
+        "transport": "http" if spec.client else config.transport.split(",")[0],
+        "client": spec.client or "",
         "interpreter": next(
             (i.tag for i in config.interpreters if i.path == spec.python), own_tag()
         ),
@@ -494,6 +512,7 @@ def _measured(
     row |= {
         "status": status,
         "reason": reason,
+        "client_version": measured.client_version,
         "submitted": measured.submitted,
         "jobs": measured.jobs,
         "errors": measured.errors,
