@@ -61,6 +61,7 @@ register_type(
         w.response_bytes,
         w.product,
         w.background,
+        w.via,
     ],
     lambda v: Wait(v[0], tuple(v[1]), *v[2:]),
 )

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from bench.analysing.levels import engine_floors, knees
+from bench.analysing.levels import client_costs, engine_floors, knees
 from bench.analysing.memory import Drift
 from bench.analysing.thresholds import (
     DEGRADATION,
@@ -52,6 +52,7 @@ def findings(
         *_service(ok),
         *_interpreters(ok),
         *_engine_floors(levels),
+        *_client_costs(levels),
         _largest_gap(ok, cores),
         *_scalability(fits or {}),
         *_runtime_costs(costs or {}),
@@ -256,6 +257,24 @@ def _engine_floors(levels: pd.DataFrame) -> list[str]:
         "the floor of sending a job through the engine and back."
         for r in engine_floors(levels).to_dict("records")
         if r["reference"]
+    ]
+
+
+def _client_costs(levels: pd.DataFrame) -> list[str]:
+    """What each HTTP stack's client library costs a job in CPU, against the same model over
+    tcp, at the highest level both measured."""
+    costs = client_costs(levels).dropna(subset=["client_share"])
+    if costs.empty:
+        return []
+    top = costs.sort_values("concurrency").groupby("model", sort=False).last()
+    parts = [
+        f"{model} {r['client_share']:.0%} at N={r['concurrency']} ({r['cpu_ms_per_job']:.2f} ms "
+        f"of CPU a job against {r['tcp_cpu_ms_per_job']:.2f} over tcp)"
+        for model, r in top.iterrows()
+    ]
+    return [
+        "Over HTTP, the share of a job's CPU that the same model over tcp does not spend (the "
+        "client library, and HTTP itself): " + "; ".join(parts) + "."
     ]
 
 

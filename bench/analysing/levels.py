@@ -12,7 +12,7 @@ from scipy import special
 
 from bench.analysing.thresholds import CV_WARNING
 from bench.analysing.verdicts import meets_target, point_warnings
-from models import ENGINE_MODELS, MODELS
+from models import ENGINE_MODELS, MODELS, split_label
 from models.recording import Histogram
 
 _SUMMARISED = ("throughput", "latency_p99_ms")
@@ -228,6 +228,53 @@ def engine_floors(levels: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=_FLOOR_COLUMNS)
 
 
+def client_costs(levels: pd.DataFrame) -> pd.DataFrame:
+    """Each HTTP stack ("asyncio+aiohttp") beside its model over the wire protocol (tcp) at the
+    same level and interpreter, from the per-level medians (`per_level`): throughput, p99, CPU
+    per job, and the share of an HTTP job's CPU that the tcp job does not spend (the client
+    library, and HTTP itself); NaN where the run has no tcp level to set it beside."""
+    ok = levels[(levels["status"] == "ok") & levels["rate"].isna()]
+    wire = {
+        (split_label(str(r["model"]))[0], str(r["interpreter"]), int(r["concurrency"])): r
+        for r in ok.to_dict("records")
+        if split_label(str(r["model"]))[1] is None
+    }
+    rows = []
+    for row in ok.to_dict("records"):
+        name, client = split_label(str(row["model"]))
+        if client is None:
+            continue
+        other = wire.get((name, str(row["interpreter"]), int(row["concurrency"])))
+        cpu, tcp_cpu = _cpu_ms_per_job(row), math.nan if other is None else _cpu_ms_per_job(other)
+        rows.append(
+            {
+                "model": row["model"],
+                "client": client,
+                "concurrency": int(row["concurrency"]),
+                "throughput": row["throughput"],
+                "latency_p99_ms": row["latency_p99_ms"],
+                "cpu_ms_per_job": cpu,
+                "tcp_throughput": math.nan if other is None else other["throughput"],
+                "tcp_latency_p99_ms": math.nan if other is None else other["latency_p99_ms"],
+                "tcp_cpu_ms_per_job": tcp_cpu,
+                "client_share": 1.0 - tcp_cpu / cpu if cpu > 0 else math.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=_CLIENT_COLUMNS)
+
+
+_CLIENT_COLUMNS = [
+    "model",
+    "client",
+    "concurrency",
+    "throughput",
+    "latency_p99_ms",
+    "cpu_ms_per_job",
+    "tcp_throughput",
+    "tcp_latency_p99_ms",
+    "tcp_cpu_ms_per_job",
+    "client_share",
+]
 _FLOOR_COLUMNS = [
     "model",
     "reference",

@@ -20,7 +20,7 @@ from bench.analysing.levels import knees, per_level
 from bench.analysing.thresholds import LONG_WINDOW_S
 from bench.analysing.usl import fit_models
 from bench.files.results import Results
-from models import registered
+from models import registered, split_label
 
 # A model the registry does not know (a run older than a rename): a colour of its own.
 _UNKNOWN = "#393b79"
@@ -33,11 +33,17 @@ def model_colour(model: str) -> str:
     return _UNKNOWN if entry is None else entry.colour
 
 
+# An HTTP stack is drawn in its model's colour, dashed by its client ("-o" is the wire's).
+_CLIENT_STYLES = {"requests": "--s", "httpx": ":^", "aiohttp": "-.D"}
 _INTERPRETER_STYLES = ("-o", "--s", ":^", "-.v")
 
 
 def _style(points: pd.DataFrame, model: str, style: str) -> str:
-    """The line style of `model`: its interpreter's when the run has several."""
+    """The line style of `model`: its HTTP client's (in its model's colour), else its
+    interpreter's when the run has several."""
+    client = split_label(model.split(" @")[0])[1]
+    if client is not None and style == "-o":
+        return _CLIENT_STYLES.get(client, "--x")
     tags = list(dict.fromkeys(points["interpreter"]))
     if len(tags) < 2 or style != "-o":
         return style

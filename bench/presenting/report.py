@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.analysing.findings import findings, open_findings
-from bench.analysing.levels import engine_floors, twin_ratios
+from bench.analysing.levels import client_costs, engine_floors, twin_ratios
 from bench.analysing.memory import drifts
 from bench.analysing.overhead import medians as overhead_medians
 from bench.files.meta import MicroCost, RunMeta
@@ -143,6 +143,7 @@ def render(results: Results) -> str:
         _table(_levels(results), _LEVEL_COLUMNS),
         "</section>",
         *_twins_html(results),
+        *_clients_html(results),
         *_engines_html(results),
         "<section id='usl'><h2>Scalability fits (Universal Scalability Law)</h2>",
         "<p>X(N) = &lambda;N / (1 + &sigma;(N&minus;1) + &kappa;N(N&minus;1)): &sigma; is the "
@@ -253,6 +254,45 @@ def _twins_html(results: Results) -> list[str]:
     )
     rows.append("</table></section>")
     return rows
+
+
+def _clients_html(results: Results) -> list[str]:
+    costs = client_costs(results.levels)
+    if costs.empty:
+        return []
+    versions = {name: info.get("version", "") for name, info in results.meta.http_clients.items()}
+    records = [
+        r
+        | {
+            "status": "ok",
+            "client": f"{r['client']} {versions.get(r['client'], '')}".strip(),
+            "client_share": "" if math.isnan(r["client_share"]) else f"{r['client_share']:.0%}",
+        }
+        for r in costs.to_dict("records")
+    ]
+    return [
+        "<section id='clients'><h2>HTTP stacks side by side</h2>",
+        "<p>Each model with each HTTP client library, beside the same model over the wire "
+        "protocol (tcp) at the same level, where the run has it (medians). CPU counts the "
+        "model's whole process tree per job served; the client's share is the part of an "
+        "HTTP job's CPU that the tcp job does not spend: the library, and HTTP itself.</p>",
+        _table(
+            records,
+            (
+                ("stack", "model"),
+                ("client", "client"),
+                ("N", "concurrency"),
+                ("jobs/s", "throughput"),
+                ("p99 ms", "latency_p99_ms"),
+                ("CPU ms per job", "cpu_ms_per_job"),
+                ("tcp jobs/s", "tcp_throughput"),
+                ("tcp p99 ms", "tcp_latency_p99_ms"),
+                ("tcp CPU ms per job", "tcp_cpu_ms_per_job"),
+                ("client's share of CPU", "client_share"),
+            ),
+        ),
+        "</section>",
+    ]
 
 
 def _engines_html(results: Results) -> list[str]:
