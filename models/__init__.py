@@ -217,13 +217,13 @@ ENGINE_MODELS = tuple(name for name, model in MODELS.items() if model.engine)
 def registered(label: str) -> Model | None:
     """The registry entry behind a row's model label ("threads+httpx @3.13.5t" is threads), if
     any."""
-    return MODELS.get(label.split(" @")[0].split("+")[0])
+    return MODELS.get(split_label(label)[0])
 
 
 def split_label(label: str) -> tuple[str, str | None]:
     """A point's model label as its model and HTTP client ("asyncio+aiohttp": asyncio, aiohttp;
-    "asyncio": asyncio, None)."""
-    name, _, client = label.partition("+")
+    "asyncio": asyncio, None; an interpreter's tag, " @3.13.5t", left out)."""
+    name, _, client = label.split(" @")[0].partition("+")
     return name, client or None
 
 

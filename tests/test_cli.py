@@ -18,7 +18,7 @@ from bench.cli import main
 from bench.files.results import load_results
 from bench.files.run_dir import POINT_COLUMNS, SCHEMA_VERSION
 from bench.version import __version__
-from models import MODELS
+from models import MODELS, pairs
 
 ROOT = Path(__file__).parent.parent
 
@@ -40,7 +40,22 @@ ROOT = Path(__file__).parent.parent
         (["run", "--bogus"], r"unrecognized arguments: --bogus"),
         (["fly"], r"invalid choice: 'fly'"),
         (["micro", "--scale", "0"], r"--scale 0.0 is not valid; give a number above 0"),
-        (["run", "--transport", "udp"], r"unknown transport 'udp'; choose from: tcp, sleep"),
+        (["run", "--transport", "udp"], r"unknown transport 'udp'; choose from: tcp, sleep, http"),
+        (["run", "--transport", "sleep,http"], r"--transport 'sleep,http' cannot run in one run"),
+        (["run", "--transport", "tcp", "--models", "trio+httpx"], r"'trio\+httpx' names an HTTP"),
+        (
+            ["run", "--transport", "http", "--models", "trio+aiohttp"],
+            r"trio has no HTTP client 'aiohttp'; choose from: trio\+httpx",
+        ),
+        (
+            ["run", "--transport", "http", "--models", "celery"],
+            r"celery makes no HTTP calls here; over http choose from: sync\+requests",
+        ),
+        (
+            ["run", "--transport", "http", "--overhead"],
+            r"--overhead holds models to bare loops over sleep or tcp",
+        ),
+        (["overhead", "--transport", "http"], r"bare loops wait on sleep and tcp"),
         (["run", "--load", "half"], r"unknown load 'half'; choose from: closed, open"),
         (["run", "--load", "open"], r"--load open needs --rate R1,R2,... \(jobs per second\)"),
         (["run", "--rate", "10"], r"--rate needs --load open"),
@@ -92,6 +107,8 @@ def test_list_names_every_model_and_scenario(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     for name in [*MODELS, "ecommerce", "io-bound", "cpu-bound", "mixed"]:
         assert f"  {name} " in out
+    for label in pairs():
+        assert label in out
 
 
 def bench_run(out: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -42,6 +42,7 @@ name = "payment and stock"
   type = "io"
   wait = { dist = "uniform", low_ms = 5, high_ms = 15 }
   lock = { products = 50, skew = 1.2 }
+  via = "service"
 
 [[stages]]
 name = "confirm"
@@ -80,7 +81,7 @@ def test_valid_file_loads_every_field(tmp_path: Path) -> None:
         timeout_ms=500.0,
     )
     assert stock == IoStep(
-        "reserve stock", Dist("uniform", low_ms=5, high_ms=15), lock=Lock(50, 1.2)
+        "reserve stock", Dist("uniform", low_ms=5, high_ms=15), lock=Lock(50, 1.2), via="service"
     )
     render, mail = scenario.stages[2].steps
     assert render == CpuStep("render receipt", Dist("constant", 2.0))
@@ -113,10 +114,15 @@ def test_valid_file_loads_every_field(tmp_path: Path) -> None:
             "response_bytes = 256",
             "response_bytes = 256\n  retry = 3",
             r"stages\[1\].steps\[0\].retry: unknown key; allowed here: name, type, wait, "
-            r"request_bytes, response_bytes, fail_rate, retries, backoff_ms, timeout_ms, lock, "
-            r"background",
+            r"request_bytes, response_bytes, fail_rate, retries, backoff_ms, timeout_ms, via, "
+            r"lock, background",
         ),
         ("fail_rate = 0.02", "fail_rate = 1.5", r"steps\[0\].fail_rate: 1.5 is not a probability"),
+        (
+            "backoff_ms = 50",
+            'backoff_ms = 50\n  via = "smtp"',
+            r"steps\[0\].via: 'smtp' is not one of: http, service",
+        ),
         ("timeout_ms = 500", "timeout_ms = 0", r"steps\[0\].timeout_ms: must be more than 0"),
         ("retries = 1", "retries = -1", r"steps\[0\].retries: -1 is not a whole number"),
         ("products = 50", "products = 0", r"steps\[1\].lock.products: must be 1 or more"),

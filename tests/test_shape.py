@@ -153,7 +153,7 @@ def test_async_twins_share_state_and_setup(path: Path) -> None:
         ("level = shared.stock[", "level = shared.tally.stock[", "run_step"),
         ("shared.tally.sold.append", "shared.sold.append", "run_step"),
         ("for user in part.users", "for user in range(window.concurrency)", "start_users"),
-        ("window.connections(len(part.users))", "len(part.users) * 2", "start_users"),
+        ("window.wire_connections(len(part.users))", "len(part.users) * 2", "start_users"),
         ("whole(window, asyncio.Lock)", "Part(range(9), next, start, [], [])", "start_users"),
         ("window.start(shared.tally, at_s=part.start())", "window.start()", "start_users"),
     ],

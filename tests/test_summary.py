@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.analysing.findings import findings
 from bench.analysing.levels import (
+    client_costs,
     coefficient_of_variation,
     engine_floors,
     mean_ci,
@@ -123,6 +125,29 @@ def test_several_interpreters_name_each_model_per_interpreter() -> None:
     assert list(levels["throughput"]) == [100.0, 180.0]
     alone = per_level(gil)  # one interpreter: plain names
     assert list(alone["model"]) == ["threads"]
+
+
+def test_an_http_stack_is_set_beside_its_model_over_tcp() -> None:
+    tcp = rows([100.0]).assign(model="threads", cpu_util=0.1, latency_p99_ms=10.0)
+    http = rows([80.0]).assign(model="threads+requests", cpu_util=0.4, latency_p99_ms=12.0)
+    alone = rows([50.0]).assign(model="trio+httpx", cpu_util=0.5)  # no trio over tcp
+    stack, lonely = client_costs(per_level(pd.concat([tcp, http, alone]))).to_dict("records")
+    assert (stack.pop("model"), stack.pop("client")) == ("threads+requests", "requests")
+    assert stack == pytest.approx(
+        {
+            "concurrency": 8,
+            "throughput": 80.0,
+            "latency_p99_ms": 12.0,
+            "cpu_ms_per_job": 5.0,  # 0.4 cores over 80 jobs/s
+            "tcp_throughput": 100.0,
+            "tcp_latency_p99_ms": 10.0,
+            "tcp_cpu_ms_per_job": 1.0,
+            "client_share": 0.8,
+        }
+    )
+    assert lonely["model"] == "trio+httpx" and math.isnan(lonely["client_share"])
+    (sentence,) = [s for s in findings(per_level(pd.concat([tcp, http])), 2) if "HTTP" in s]
+    assert "threads+requests 80% at N=8 (5.00 ms of CPU a job against 1.00 over tcp)" in sentence
 
 
 def test_an_engines_floor_is_its_single_job_cost_over_threads() -> None:
