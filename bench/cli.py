@@ -217,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     micro.set_defaults(handler=_micro)
 
-    serve = commands.add_parser("serve", help="run the latency service, for other machines")
+    serve = commands.add_parser(
+        "serve", help="run the latency service (wire protocol and HTTP), for other machines"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
     # A run's own service stops when this descriptor (a pipe from the run) closes.
