@@ -3,9 +3,13 @@ and a short window are not."""
 
 from __future__ import annotations
 
+import math
 import os
+import struct
+import time
 
 import pandas as pd
+import pytest
 
 from bench.analysing.findings import _memory
 from bench.analysing.memory import drifts
@@ -78,5 +82,28 @@ def test_a_long_point_keeps_a_bounded_number_of_samples() -> None:
     assert MAX_SAMPLES // 2 <= len(samples) <= MAX_SAMPLES
     assert all(s.rss_mb > 0 and s.cpu_s > 0 for s in samples)
     assert monitor.usage.pss_peak_mb > 0  # Linux reports it
+    os.close(read)
+    os.close(write)
+
+
+@pytest.mark.parametrize("late_s", [0.0, 0.5])
+def test_cpu_read_late_at_an_edge_is_not_measured(
+    late_s: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read, write = os.pipe()
+    monitor = TreeMonitor(read, 0.0, 2.0, None)  # a 2 s window: 5% of it is 0.1 s
+    usage = monitor._usage
+
+    def starved() -> dict[int, tuple[float, int]]:  # the thread got the GIL only this late
+        time.sleep(late_s)
+        return usage()
+
+    monkeypatch.setattr(monitor, "_usage", starved)
+    monitor.start()
+    os.write(write, struct.pack("d", time.perf_counter()))
+    time.sleep(3.0)
+    monitor.finished.set()
+    monitor.join()
+    assert math.isnan(monitor.usage.cpu_s) == (late_s > 0)
     os.close(read)
     os.close(write)

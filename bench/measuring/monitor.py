@@ -36,6 +36,11 @@ TICK_S = 0.1
 # teardown: a cluster or a broker stopping), so a stall takes this many times as long.
 AFTER_WINDOW_STALL = 3.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# A reading of the tree's CPU this late after its edge, as a share of the window, counts the
+# wrong interval: the CPU is then not measured. It happens when the model's own threads starve
+# this thread of the GIL (a thousand threads busy in a client library, each holding it for up
+# to the switch interval), and read 0 s of CPU for a point that served jobs.
+_MOST_EDGE_LAG = 0.05
 
 
 class Sample(NamedTuple):
@@ -195,11 +200,13 @@ class TreeMonitor(threading.Thread):
             self.usage.steady = conductor.steady
         at_open, service_at_open = self._usage(), self._service_cpu_s()
         opens_s = self.usage.opens_s
+        late_s = time.perf_counter() - opens_s
         if conductor is None:
             self.usage.closes_s = self._sample_rss_until(lambda: opens_s + self.duration_s)
         else:
             self.usage.closes_s = self._sample_rss_until(conductor.closes)
         at_close, service_at_close = self._usage(), self._service_cpu_s()
+        late_s = max(late_s, time.perf_counter() - self.usage.closes_s)
         if service_at_open is not None and service_at_close is not None:
             self.usage.service_cpu_s = service_at_close - service_at_open
         # Totals, not per-process deltas: a worker reaped during the window moves its CPU into
@@ -210,6 +217,8 @@ class TreeMonitor(threading.Thread):
         self.usage.ctx_switches = sum(
             ctx - at_open[pid][1] for pid, (_, ctx) in at_close.items() if pid in at_open
         )
+        if late_s > _MOST_EDGE_LAG * (self.usage.closes_s - opens_s):
+            self.usage.cpu_s = self.usage.service_cpu_s = math.nan
         if self.stall is not None:  # after the window: its jobs drain, then the model stops
             self.stall.limit_s *= AFTER_WINDOW_STALL
         self._sample_rss_until(lambda: math.inf)
