@@ -6,14 +6,19 @@ from __future__ import annotations
 import math
 import os
 import struct
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from bench.analysing.findings import _memory
 from bench.analysing.memory import drifts
-from bench.measuring.monitor import MAX_SAMPLES, TreeMonitor
+from bench.measuring.monitor import MAX_SAMPLES, TreeMonitor, _ctx_switches
 
 
 def run(rss_per_s: float, window_s: float = 60.0, in_flight_per_s: float = 0.0) -> list[str]:
@@ -107,3 +112,19 @@ def test_cpu_read_late_at_an_edge_is_not_measured(
     assert math.isnan(monitor.usage.cpu_s) == (late_s > 0)
     os.close(read)
     os.close(write)
+
+
+def test_a_process_that_ends_while_its_threads_are_read_counts_no_switches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+
+        def gone(self: Path, pattern: str) -> Iterator[Path]:  # it exits between two reads
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+
+        monkeypatch.setattr(Path, "glob", gone)
+        assert _ctx_switches(psutil.Process(child.pid)) == 0
+    finally:
+        child.kill()
+        child.wait()

@@ -335,9 +335,10 @@ def _ctx_switches(proc: psutil.Process) -> int:
         switches = _quietly(lambda p: p.num_ctx_switches(), proc, None)
         return 0 if switches is None else switches.voluntary + switches.involuntary
     total = 0
-    for status in tasks.glob("*/status"):
-        with contextlib.suppress(OSError):  # a thread that has just ended
-            for line in status.read_text().splitlines():
-                if "ctxt_switches:" in line:  # voluntary_ and nonvoluntary_
-                    total += int(line.split(":")[1])
+    with contextlib.suppress(OSError):  # the process has just ended: its threads are gone
+        for status in tasks.glob("*/status"):
+            with contextlib.suppress(OSError):  # a thread that has just ended
+                for line in status.read_text().splitlines():
+                    if "ctxt_switches:" in line:  # voluntary_ and nonvoluntary_
+                        total += int(line.split(":")[1])
     return total
