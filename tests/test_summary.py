@@ -148,6 +148,9 @@ def test_an_http_stack_is_set_beside_its_model_over_tcp() -> None:
     assert lonely["model"] == "trio+httpx" and math.isnan(lonely["client_share"])
     (sentence,) = [s for s in findings(per_level(pd.concat([tcp, http])), 2) if "HTTP" in s]
     assert "threads+requests 80% at N=8 (5.00 ms of CPU a job against 1.00 over tcp)" in sentence
+    cheaper = http.assign(cpu_util=0.07)  # less CPU a job than over tcp: noise, not a saving
+    (sentence,) = [s for s in findings(per_level(pd.concat([tcp, cheaper])), 2) if "HTTP" in s]
+    assert "threads+requests none measured at N=8" in sentence
 
 
 def test_an_engines_floor_is_its_single_job_cost_over_threads() -> None:

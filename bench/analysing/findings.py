@@ -268,14 +268,21 @@ def _client_costs(levels: pd.DataFrame) -> list[str]:
         return []
     top = costs.sort_values("concurrency").groupby("model", sort=False).last()
     parts = [
-        f"{model} {r['client_share']:.0%} at N={r['concurrency']} ({r['cpu_ms_per_job']:.2f} ms "
-        f"of CPU a job against {r['tcp_cpu_ms_per_job']:.2f} over tcp)"
+        f"{model} {share_text(r['client_share'])} at N={r['concurrency']} "
+        f"({r['cpu_ms_per_job']:.2f} ms of CPU a job against {r['tcp_cpu_ms_per_job']:.2f} "
+        "over tcp)"
         for model, r in top.iterrows()
     ]
     return [
         "Over HTTP, the share of a job's CPU that the same model over tcp does not spend (the "
         "client library, and HTTP itself): " + "; ".join(parts) + "."
     ]
+
+
+def share_text(share: float) -> str:
+    """A stack's share of a job's CPU in words; none where the HTTP job spent no more (a
+    negative share is the repeats' noise, not a saving)."""
+    return "none measured" if share <= 0 else f"{share:.0%}"
 
 
 def _service(ok: pd.DataFrame) -> list[str]:

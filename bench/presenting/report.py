@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.analysing.findings import findings, open_findings
+from bench.analysing.findings import findings, open_findings, share_text
 from bench.analysing.levels import client_costs, engine_floors, twin_ratios
 from bench.analysing.memory import drifts
 from bench.analysing.overhead import medians as overhead_medians
@@ -266,7 +266,7 @@ def _clients_html(results: Results) -> list[str]:
         | {
             "status": "ok",
             "client": f"{r['client']} {versions.get(r['client'], '')}".strip(),
-            "client_share": "" if math.isnan(r["client_share"]) else f"{r['client_share']:.0%}",
+            "client_share": "" if math.isnan(r["client_share"]) else share_text(r["client_share"]),
         }
         for r in costs.to_dict("records")
     ]
