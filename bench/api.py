@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysing.overhead import CSV_NAME as OVERHEAD_CSV
+from bench.analysing.thresholds import DEFAULT_SLO_PATHS
 from bench.errors import UnknownNameError, UsageError
 from bench.files.meta import MicroCost, RunConfig, RunMeta
 from bench.files.results import Results, latest_run, load_results, write_summary
@@ -80,8 +81,6 @@ LOADS = ("closed", "open")
 ARRIVALS = ("constant", "poisson")
 # Open load: the in-flight cap, high enough that the async models' knees are theirs, not the cap's.
 DEFAULT_OPEN_CONCURRENCY = (1000,)
-# The default p99 target of `--rate auto`, in critical paths of the job.
-DEFAULT_SLO_PATHS = 10.0
 # A warm-up or window longer than a day is a typo, and past it timers and timeouts overflow.
 _MOST_SECONDS = 86_400.0
 
@@ -126,8 +125,10 @@ def run(
     `quick` shortens the defaults (N=1,16, one repeat, a 30 s budget).
     With `transport="tcp"` jobs make real round trips to a latency service: `service`
     ("HOST:PORT") if given, else one the run starts for itself.
-    `load="open"` offers jobs at each `rate` (jobs per second, or "auto" to search each model's
-    knee against `slo_ms`), with `concurrency` as the in-flight cap. `python` lists other
+    `slo_ms` is the p99 target (default 10 x the critical path): of the closed run's verdict, or
+    of an open run's rates. `load="open"` offers jobs at each `rate` (jobs per second, or
+    "auto" to search each model's knee against `slo_ms`), with `concurrency` as the in-flight
+    cap. `python` lists other
     interpreters to run every point under (each with the runtime set installed).
     `dask_address` (a scheduler), `broker` and `result_backend` (Celery's) send the dask and
     celery models' jobs to workers the user runs; without them each point starts its own.
@@ -217,7 +218,7 @@ def run(
             load=load,
             rates=(rates or "auto") if load == "open" else None,
             arrivals=arrivals if load == "open" else None,
-            slo_ms=slo if load == "open" else None,
+            slo_ms=slo,
             transport=config.transport,
             service=service if service else (None if transport == "sleep" else "local"),
             models=config.models,

@@ -18,6 +18,7 @@ from bench import api
 from bench.analysing.overhead import medians as overhead_medians
 from bench.analysing.stats import bound_per_s
 from bench.analysing.thresholds import MIN_EFFECT
+from bench.analysing.verdict import sentences
 from bench.errors import BenchError, UsageError
 from bench.files.results import Results, load_results, read_overhead
 from bench.files.scenarios import describe_scenario, resolve_scenario
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--slo-ms",
         type=float,
-        help="open load: the p99 target of --rate auto (default 10 x the critical path)",
+        help="the p99 target: the verdict's (closed load) or --rate auto's (open load); "
+        "default 10 x the critical path",
     )
     run.add_argument(
         "--python",
@@ -312,6 +314,11 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for note in budget_notes(results):
             print(f"note: {note}")
+        if results.verdict is not None:
+            head, *limits = sentences(results.verdict)
+            print(f"verdict: {head}")
+            for line in limits:
+                print(f"  {line}")
     report = results.run_dir / "report.html"
     print(report if args.quiet else f"report: {report}")
     return run_status(results)

@@ -18,6 +18,7 @@ from bench.analysing.levels import (
     per_level,
     twin_ratios,
 )
+from bench.analysing.verdict import decide, sentences
 from bench.files.run_dir import POINT_COLUMNS
 
 samples = st.lists(st.floats(min_value=1.0, max_value=1e5), min_size=2, max_size=30)
@@ -151,6 +152,49 @@ def test_an_http_stack_is_set_beside_its_model_over_tcp() -> None:
     cheaper = http.assign(cpu_util=0.07)  # less CPU a job than over tcp: noise, not a saving
     (sentence,) = [s for s in findings(per_level(pd.concat([tcp, cheaper])), 2) if "HTTP" in s]
     assert "threads+requests none measured at N=8" in sentence
+
+
+def verdict_rows(
+    model: str, throughputs: list[float], p99_ms: float, **fields: float
+) -> pd.DataFrame:
+    return rows(throughputs).assign(model=model, latency_p99_ms=p99_ms, **fields)
+
+
+def test_the_verdict_names_a_clear_winner_and_what_limits_each_model() -> None:
+    fast = verdict_rows("uvloop", [500.0, 510.0, 505.0], 40.0, cpu_util=0.97, efficiency=0.5)
+    slow = verdict_rows("threads", [300.0, 310.0, 305.0], 45.0, cpu_util=0.3, efficiency=0.3)
+    late = verdict_rows("trio", [900.0, 910.0, 905.0], 400.0, efficiency=0.95)  # over target
+    verdict = decide(per_level(pd.concat([fast, slow, late])), 2, slo_ms=100.0)
+    assert verdict.best is not None
+    assert (verdict.best.model, verdict.best.concurrency) == ("uvloop", 8)
+    assert verdict.best.ci_low < 505.0 < verdict.best.ci_high
+    assert verdict.tied == ()  # threads' interval lies far below
+    assert verdict.limits == {
+        "uvloop": "one core full: its event loop runs every job's Python and scheduling",
+        "threads": "waiting or scheduling: 0.30 of 2 cores busy at N=8, 30% of the bound",
+        "trio": "too few users: it kept up with the bound at N=8; a higher N serves more",
+    }
+    head = sentences(verdict)[0]
+    assert head.startswith("Choose uvloop: 505.0 jobs/s (95% CI ")
+    assert "at N=8 with p99 within 100 ms (p99 40.0 ms)." in head
+
+
+def test_the_verdict_ties_models_within_noise() -> None:
+    one = verdict_rows("asyncio", [500.0, 400.0, 600.0], 40.0)
+    other = verdict_rows("uvloop", [480.0, 380.0, 580.0], 40.0)
+    verdict = decide(per_level(pd.concat([one, other])), 2, slo_ms=100.0)
+    assert verdict.best is not None and verdict.best.model == "asyncio"
+    assert [c.model for c in verdict.tied] == ["uvloop"]
+    assert "Not significantly behind it: uvloop (480.0 jobs/s at N=8)." in sentences(verdict)[0]
+
+
+def test_the_verdict_says_when_no_model_kept_the_target() -> None:
+    over = verdict_rows("asyncio", [500.0], 400.0)
+    unmeasured = verdict_rows("trio", [600.0], math.nan)  # a p99 too few jobs support
+    verdict = decide(per_level(pd.concat([over, unmeasured])), 2, slo_ms=100.0)
+    assert verdict.best is None and verdict.tied == ()
+    assert sentences(verdict)[0].startswith("No model kept its p99 within 100 ms")
+    assert set(verdict.limits) == {"asyncio", "trio"}  # every model still gets its limit
 
 
 def test_an_engines_floor_is_its_single_job_cost_over_threads() -> None:

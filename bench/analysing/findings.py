@@ -12,13 +12,13 @@ from bench.analysing.memory import Drift
 from bench.analysing.thresholds import (
     DEGRADATION,
     LATE_SHARE,
-    ONE_CORE,
     SATURATION_GAIN,
     SERVICE_BUSY,
     TIE,
 )
 from bench.analysing.usl import UslFit
-from models import ENGINE_MODELS, registered
+from bench.analysing.verdict import limit
+from models import registered
 
 
 def findings(
@@ -306,26 +306,8 @@ def _largest_gap(ok: pd.DataFrame, cores: int) -> str:
     concurrent = ok[~ok["model"].map(_one_at_a_time).astype(bool)]
     rows = concurrent if not concurrent.empty else ok
     worst = rows.sort_values("efficiency").iloc[0]
-    model, cpu = str(worst["model"]), float(worst["cpu_util"])
-    entry = registered(model)
-    if cpu >= ONE_CORE * cores and model.split(" @")[0] in ENGINE_MODELS:
-        cause = (
-            f"all {cores} cores were busy, mostly with the engine's own work (scheduling, "
-            "messages, the broker): see the engines' floor"
-        )
-    elif cpu >= ONE_CORE * cores:
-        cause = f"all {cores} cores were busy: the CPU work of the jobs is the limit"
-    elif cpu >= ONE_CORE and entry is not None and (entry.one_loop or entry.cap == "threads"):
-        cause = f"it kept {cpu:.2f} cores busy, so one thread was saturated: " + (
-            "the event loop runs every task's CPU work and scheduling on one core"
-            if entry.one_loop
-            else "the GIL serialises the threads' Python work"
-        )
-    else:
-        cause = (
-            f"it kept only {cpu:.2f} cores busy: time goes to waiting or scheduling, "
-            "not to the jobs' CPU work"
-        )
+    model = str(worst["model"])
+    cause = limit(worst, cores)
     return (
         f"Largest gap to the bound: {model} at N={worst['concurrency']} reaches "
         f"{worst['efficiency']:.2f} of it ({worst['throughput']:.1f} of "

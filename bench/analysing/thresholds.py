@@ -60,3 +60,6 @@ LONG_WINDOW_S = 20.0
 GROWTH_SHARE = 0.10
 GROWTH_MB = 4.0
 FLAT_IN_FLIGHT = 0.10
+# The default p99 target, in critical paths of the job: a closed run's verdict, an open run's
+# `--rate auto` knee.
+DEFAULT_SLO_PATHS = 10.0

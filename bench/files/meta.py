@@ -99,7 +99,7 @@ class RunConfig:
     load: str = "closed"
     rates: tuple[float, ...] | str | None = None  # open load: the rates, or "auto"
     arrivals: str | None = None
-    slo_ms: float | None = None  # open load: the p99 target
+    slo_ms: float | None = None  # the p99 target (closed: the verdict's; older runs: none)
     transport: str = "sleep"
     service: str | None = None  # "local", the user's HOST:PORT, or None without one
     models: tuple[str, ...] = ()

@@ -14,7 +14,9 @@ import pandas as pd
 from bench.analysing.levels import PointKey, per_level
 from bench.analysing.overhead import COLUMNS as OVERHEAD_COLUMNS
 from bench.analysing.overhead import CSV_NAME as OVERHEAD_CSV
+from bench.analysing.thresholds import DEFAULT_SLO_PATHS
 from bench.analysing.usl import UslFit, fit_models
+from bench.analysing.verdict import Verdict, decide
 from bench.errors import ResultsError, UnknownNameError
 from bench.files.meta import RunMeta
 from bench.files.run_dir import (
@@ -46,6 +48,17 @@ class Results:
         """One row per model and level across repeats (`bench.analysing.levels.per_level`),
         computed on first use and shared by the report, its findings and its figures."""
         return per_level(self.points, self.histograms())
+
+    @functools.cached_property
+    def verdict(self) -> Verdict | None:
+        """What to choose at the run's p99 target (`bench.analysing.verdict.decide`; a run
+        older than the closed target: 10 x the critical path); None for an open load."""
+        if self.meta.config.load == "open":
+            return None
+        slo_ms = self.meta.config.slo_ms
+        if slo_ms is None:
+            slo_ms = DEFAULT_SLO_PATHS * self.meta.scenario.critical_path_ms()
+        return decide(self.levels, self.meta.cores, slo_ms)
 
     @functools.cached_property
     def fits(self) -> dict[str, UslFit]:

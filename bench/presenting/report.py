@@ -17,6 +17,7 @@ from bench.analysing.findings import findings, open_findings, share_text
 from bench.analysing.levels import client_costs, engine_floors, twin_ratios
 from bench.analysing.memory import drifts
 from bench.analysing.overhead import medians as overhead_medians
+from bench.analysing.verdict import sentences
 from bench.files.meta import MicroCost, RunMeta
 from bench.files.results import Results, load_results, write_summary
 from bench.files.run_dir import write_atomically
@@ -126,6 +127,7 @@ def render(results: Results) -> str:
     body = [
         f"<h1>{_e(title)}</h1>",
         f"<p class='sub'>{_e(subtitle)}</p>",
+        *_verdict_html(results),
         "<section id='findings'><h2>Findings</h2><ul class='findings'>",
         *(f"<li>{_e(sentence)}</li>" for sentence in sentences),
         "</ul></section>",
@@ -232,6 +234,19 @@ def _levels(results: Results) -> list[dict[Hashable, Any]]:
             low, high = r[f"{column}_ci_low"], r[f"{column}_ci_high"]
             r[f"{column}_ci"] = "" if math.isnan(low) else f"{_format(low)} - {_format(high)}"
     return records
+
+
+def _verdict_html(results: Results) -> list[str]:
+    if results.verdict is None:
+        return []
+    head, *limits = sentences(results.verdict)
+    return [
+        "<section id='verdict'><h2>Verdict</h2>",
+        f"<p class='verdict'>{_e(head)}</p>",
+        "<p>What limits each model, at its highest level:</p><ul class='limits'>",
+        *(f"<li>{_e(line)}</li>" for line in limits),
+        "</ul></section>",
+    ]
 
 
 def _twins_html(results: Results) -> list[str]:
