@@ -36,11 +36,13 @@ TICK_S = 0.1
 # teardown: a cluster or a broker stopping), so a stall takes this many times as long.
 AFTER_WINDOW_STALL = 3.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-# A reading of the tree's CPU this late after its edge, as a share of the window, counts the
-# wrong interval: the CPU is then not measured. It happens when the model's own threads starve
-# this thread of the GIL (a thousand threads busy in a client library, each holding it for up
-# to the switch interval), and read 0 s of CPU for a point that served jobs.
+# A reading of the tree's CPU later than this after its edge (a share of the window, or the
+# jitter of a busy machine's wake-ups, whichever is longer) counts the wrong interval: the CPU
+# is then not measured. It happens when the model's own threads starve this thread of the GIL
+# (a thousand threads busy in a client library, each holding it for up to the switch
+# interval), which read 0 s of CPU for a point that served jobs.
 _MOST_EDGE_LAG = 0.05
+_EDGE_JITTER_S = 0.05
 
 
 class Sample(NamedTuple):
@@ -217,7 +219,7 @@ class TreeMonitor(threading.Thread):
         self.usage.ctx_switches = sum(
             ctx - at_open[pid][1] for pid, (_, ctx) in at_close.items() if pid in at_open
         )
-        if late_s > _MOST_EDGE_LAG * (self.usage.closes_s - opens_s):
+        if late_s > max(_MOST_EDGE_LAG * (self.usage.closes_s - opens_s), _EDGE_JITTER_S):
             self.usage.cpu_s = self.usage.service_cpu_s = math.nan
         if self.stall is not None:  # after the window: its jobs drain, then the model stops
             self.stall.limit_s *= AFTER_WINDOW_STALL
