@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -10,8 +11,9 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+import pandas as pd
 import psutil
 
 from bench import api
@@ -155,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="then hold each model to its bare loop (as `overhead` does) on this transport",
     )
     run.add_argument("--quiet", action="store_true", help="print only the report's path")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's folder, verdict and per-level medians as JSON, and nothing else",
+    )
     run.set_defaults(handler=_run)
 
     overhead = commands.add_parser(
@@ -211,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit with status 1 when B is significantly worse anywhere (for CI)",
     )
+    compare.add_argument("--json", action="store_true", help="print the changes as JSON")
     compare.set_defaults(handler=_compare)
 
     micro = commands.add_parser("micro", help="the runtimes' own costs: spawn, switch, handoff")
@@ -241,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_interpreter_list
     )
     listing = commands.add_parser("list", help="the models and scenarios")
+    listing.add_argument("--json", action="store_true", help="print them as JSON")
     listing.set_defaults(handler=_list)
 
     describe = commands.add_parser("describe", help="a scenario's stages and steps, as a tree")
@@ -272,7 +281,7 @@ def _stop(signum: int, frame: object) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     plain = not sys.stdout.isatty() or "NO_COLOR" in os.environ
-    display = Display(plain=plain, quiet=args.quiet)
+    display = Display(plain=plain, quiet=args.quiet or args.json)
     signal.signal(signal.SIGTERM, _stop)
     try:
         results = api.run(
@@ -310,6 +319,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"report: {build_report(display.run_dir)}")
         return 130
     display.close()
+    if args.json:
+        print(_to_json(_run_json(results)))
+        return run_status(results)
     display.summary(results.levels)
     if not args.quiet:
         for note in budget_notes(results):
@@ -390,6 +402,21 @@ def _compare(args: argparse.Namespace) -> int:
         _print_notes(run)
     min_effect = _parse_min_effect(args.min_effect)
     changes = compare_runs(a.points, b.points, min_effect, a.histograms(), b.histograms())
+    regressions = [c for c in changes if c.regression]
+    status = 1 if regressions and args.fail_on_regression else 0
+    if args.json:
+        print(
+            _to_json(
+                {
+                    "a": str(a.run_dir),
+                    "b": str(b.run_dir),
+                    "min_effect": min_effect,
+                    "changes": [dataclasses.asdict(c) for c in changes],
+                    "regressions": len(regressions),
+                }
+            )
+        )
+        return status
     print(f"A: {a.run_dir}\nB: {b.run_dir}")
     rows = [
         [
@@ -413,11 +440,9 @@ def _compare(args: argparse.Namespace) -> int:
         "Welch's t-test across repeats; p99: a permutation test on the pooled jobs) and at least "
         + ", ".join(f"{effect:.0%} in {_METRIC_NAMES[m]}" for m, effect in min_effect.items())
     )
-    regressions = [c for c in changes if c.regression]
-    if regressions and args.fail_on_regression:
+    if status:
         print(f"{len(regressions)} regressions", file=sys.stderr)
-        return 1
-    return 0
+    return status
 
 
 _METRIC_NAMES = {"throughput": "throughput", "latency_p99_ms": "p99"}
@@ -462,6 +487,9 @@ def _run_dir(path: str) -> Path:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.json:
+        print(_to_json(_list_json()))
+        return 0
     print("models (* not run unless named in --models):")
     for name, model in MODELS.items():
         note = "" if model.available() else f"  (needs {model.requires})"
@@ -481,6 +509,65 @@ def _list(args: argparse.Namespace) -> int:
             f"{bound_per_s(scenario, 1, usable_cores()):6.1f} jobs/s  {scenario.description}"
         )
     return 0
+
+
+def _list_json() -> dict[str, Any]:
+    """What `bench list` prints, as data."""
+    return {
+        "models": [
+            {
+                "name": name,
+                "description": model.description,
+                "default": model.default,
+                "available": model.available(),
+                "requires": model.requires,
+                "clients": [
+                    {"name": client, "version": web.version(client) or None}
+                    for client in model.clients
+                ],
+            }
+            for name, model in MODELS.items()
+        ],
+        "scenarios": [
+            {
+                "name": name,
+                "description": scenario.description,
+                "critical_path_ms": scenario.critical_path_ms(),
+                "cpu_ms": scenario.cpu_ms(),
+                "bound_at_1_per_s": bound_per_s(scenario, 1, usable_cores()),
+            }
+            for name, scenario in SCENARIOS.items()
+        ],
+    }
+
+
+def _run_json(results: Results) -> dict[str, Any]:
+    """A finished run as data: where it is, its verdict and its per-level medians."""
+    verdict = results.verdict
+    return {
+        "run_dir": str(results.run_dir),
+        "report": str(results.run_dir / "report.html"),
+        "verdict": None if verdict is None else dataclasses.asdict(verdict),
+        "levels": results.levels.to_dict("records"),
+        "notes": list(budget_notes(results)),
+    }
+
+
+def _to_json(data: Any) -> str:
+    """JSON with NaN (a figure not measured) and pandas' missing values as null."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+            return None
+        if hasattr(value, "item"):  # a numpy scalar
+            return clean(value.item())
+        return value
+
+    return json.dumps(clean(data), indent=2, allow_nan=False)
 
 
 def _overhead(args: argparse.Namespace) -> int:

@@ -111,6 +111,29 @@ def test_list_names_every_model_and_scenario(capsys: pytest.CaptureFixture[str])
         assert label in out
 
 
+def test_list_json_names_every_model_client_and_scenario(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in data["models"]] == list(MODELS)
+    listed = [f"{m['name']}+{c['name']}" for m in data["models"] for c in m["clients"]]
+    assert listed == pairs()
+    assert {s["name"] for s in data["scenarios"]} >= {"ecommerce", "io-bound"}
+
+
+def test_a_json_run_prints_its_results_and_nothing_else(tmp_path: Path) -> None:
+    done = bench_run(tmp_path, "--quick", "--json", "--models", "asyncio", "--transport", "sleep")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    (run_dir,) = tmp_path.iterdir()
+    assert data["run_dir"] == str(run_dir)
+    assert [(r["model"], r["concurrency"], r["status"]) for r in data["levels"]] == [
+        ("asyncio", 16, "ok")
+    ]
+    assert set(data["verdict"]) == {"slo_ms", "best", "tied", "limits"}
+
+
 def bench_run(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m bench run ... --out OUT` as a user types it, output piped."""
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
@@ -132,6 +155,7 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert (run_dir / "report.html").stat().st_size > 0
     assert "\x1b" not in done.stdout + done.stderr  # piped: plain text, no ANSI codes
     assert "* best in its column" in done.stdout
+    assert "\nverdict: " in done.stdout  # the summary ends with what to choose
     with (run_dir / "points.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == POINT_COLUMNS

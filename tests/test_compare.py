@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import re
 from pathlib import Path
@@ -81,6 +82,19 @@ def test_a_real_regression_is_significant(tmp_path: Path) -> None:
     assert changes["latency_p99_ms"].verdict == "no real change"
     assert main(["compare", str(a), str(b), "--fail-on-regression"]) == 1
     assert main(["compare", str(a), str(b)]) == 0
+
+
+def test_compare_json_gives_every_change_and_the_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = make_run(tmp_path / "a", [100, 101, 99, 100], [50, 51, 49, 50])
+    b = make_run(tmp_path / "b", [80, 81, 79, 80.5], [50.2, 50.9, 49.1, 50])
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--json", "--fail-on-regression"]) == 1
+    data = json.loads(capsys.readouterr().out)  # stdout holds the JSON and nothing else
+    assert (data["a"], data["b"], data["regressions"]) == (str(a), str(b), 1)
+    verdicts = {c["metric"]: c["verdict"] for c in data["changes"]}
+    assert verdicts == {"throughput": "worse", "latency_p99_ms": "no real change"}
 
 
 def test_noise_is_not_a_change(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
