@@ -22,6 +22,7 @@ from bench.analysing.stats import bound_per_s
 from bench.analysing.thresholds import MIN_EFFECT
 from bench.analysing.verdict import sentences
 from bench.errors import BenchError, UsageError
+from bench.files.exports import export
 from bench.files.results import Results, load_results, read_overhead
 from bench.files.scenarios import describe_scenario, resolve_scenario
 from bench.measuring import interpreters
@@ -248,6 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="the environments made so far").set_defaults(
         handler=_interpreter_list
     )
+    export = commands.add_parser(
+        "export", help="a run's results in other tools' formats: HdrHistogram, pyperf"
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
+    export.add_argument(
+        "--format",
+        default="hdrh",
+        help="hdrh: latency.hlog and hgrm/*.hgrm (each point's latency); pyperf: pyperf.json "
+        "(seconds per job, for `pyperf compare_to` and `pyperf hist`); default hdrh",
+    )
+    export.set_defaults(handler=_export)
+
     listing = commands.add_parser("list", help="the models and scenarios")
     listing.add_argument("--json", action="store_true", help="print them as JSON")
     listing.set_defaults(handler=_list)
@@ -508,6 +521,14 @@ def _list(args: argparse.Namespace) -> int:
             f"  {name:<10} {scenario.critical_path_ms():6.1f} ms  CPU {scenario.cpu_ms():4.1f} ms  "
             f"{bound_per_s(scenario, 1, usable_cores()):6.1f} jobs/s  {scenario.description}"
         )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    results = load_results(_run_dir(args.run_dir))
+    _print_notes(results)
+    for path in export(results, args.format):
+        print(path)
     return 0
 
 

@@ -56,6 +56,14 @@ class Histogram:
         self.min_ms = min(self.min_ms, other.min_ms)
         self.max_ms = max(self.max_ms, other.max_ms)
 
+    def values(self) -> list[tuple[float, int]]:
+        """Each bucket's value (its middle, within the smallest and largest values) and count,
+        smallest first: what another histogram format records."""
+        return [
+            (min(max(math.exp((bucket + 0.5) * _LOG_RATIO), self.min_ms), self.max_ms), count)
+            for bucket, count in sorted(self.counts.items())
+        ]
+
     def percentile(self, percent: float) -> float:
         """The nearest-rank percentile (NaN when empty)."""
         if self.total == 0:

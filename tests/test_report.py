@@ -59,6 +59,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Results:
 def test_report_has_every_section_and_figure(run: Results) -> None:
     page = (run.run_dir / "report.html").read_text()
     sections = (
+        "verdict",
         "findings",
         "scenario",
         "figures",
