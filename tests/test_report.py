@@ -21,7 +21,7 @@ from bench.analysing.levels import per_level
 from bench.files import results as results_module
 from bench.files.results import Results, load_results
 from bench.presenting import plots
-from bench.presenting.report import build_report
+from bench.presenting.report import _svg, build_report
 from models import MODELS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -325,3 +325,15 @@ def test_the_per_level_table_is_computed_once_per_report(
     again = load_results(run.run_dir)
     assert again.levels is again.levels
     assert len(calls) == 2
+
+
+def test_figure_text_is_text_and_long_labels_are_whole(run: Results) -> None:
+    page = (run.run_dir / "report.html").read_text()
+    start = page.index("id='fig-efficiency'")
+    heat_map = page[start : page.index("</figure>", start)]
+    # Text as text (svg.fonttype none), so a reader's search finds it, not glyph paths.
+    assert "<text" in heat_map
+    for model in ("sync", "threads", "asyncio"):
+        assert f">{model}</text>" in heat_map
+    long_label = "processes-asyncio+httpx"
+    assert f">{long_label}</text>" in _svg(plots.efficiency(run.points.assign(model=long_label)))

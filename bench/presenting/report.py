@@ -10,6 +10,7 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -222,7 +223,10 @@ def _open_figures(results: Results, slo_ms: float) -> list[str]:
 
 def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg")
+    # Text as text (searchable, and the page's own font), not glyph paths; a tight box, so a
+    # long label ("processes-asyncio+httpx") is not cut at the figure's edge.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # drop the XML prolog: the SVG sits inside HTML
 
