@@ -469,9 +469,7 @@ def describe_clients(config: SweepConfig) -> dict[str, dict[str, str]]:
     return {
         client: {
             "version": web.version(client) or "not installed",
-            "pool": "up to one connection per I/O step a process's users may await at once "
-            f"(the library's default: {web.POOL_DEFAULTS[client]})"
-            + ("; 20 kept alive, the library's default" if client == "httpx" else ""),
+            "pool": f"{web.POOLS[client][0]} (the library's default: {web.POOLS[client][1]})",
             "timeout": "each step's timeout_ms, through the library; none without one",
         }
         for client in sorted(clients)

@@ -40,9 +40,8 @@ class Shared:
 def run(window: Window) -> Tally:
     """Open the connection, run the window's jobs, close it."""
     tally = Tally(stock=[STOCK_START] * window.scenario.products())
-    transport = open_transport(
-        window.service, 1, window.client, window.scenario.routes("service")
-    )  # one request at a time
+    # One request at a time: one connection.
+    transport = open_transport(window.service, 1, window.client, window.scenario.routes("service"))
     try:
         start_users(Shared(window, tally, tally.stock, transport))
     finally:

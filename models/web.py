@@ -8,7 +8,7 @@ service tells the protocols apart by a connection's first byte):
 
 The service answers after D microseconds with B bytes: 200 OK, or 503 when F is 1, as a failing
 gateway does. Each client has its own pool, sized for every try a process may have in flight
-(the libraries' defaults are smaller: `POOL_DEFAULTS`); httpx keeps its default number of idle
+(the libraries' defaults are smaller: `POOLS`); httpx keeps its default number of idle
 connections alive; a step's timeout is the library's own.
 """
 
@@ -33,14 +33,19 @@ if TYPE_CHECKING:
 # leaves it: httpcore scans every idle connection (and polls its socket) for each request, so
 # keeping N alive made a request cost 6 ms of CPU at N=100 where the default costs 1.2.
 _HTTPX_KEEP_ALIVE = 20
-# The clients, by the name a point carries, and what each keeps in its pool unless told.
-POOL_DEFAULTS = {
-    "requests": "10 connections per host (HTTPAdapter pool_maxsize)",
-    "httpx": "100 connections, 20 kept alive (httpx.Limits)",
-    "aiohttp": "100 connections (TCPConnector limit)",
+# Each client, by the name a point carries: its pool as the suite sets it, and its default.
+_IN_FLIGHT = "every try a process's users may have in flight"
+POOLS = {
+    "requests": (
+        f"pool_maxsize: {_IN_FLIGHT}",
+        "10 connections per host (HTTPAdapter pool_maxsize)",
+    ),
+    "httpx": (
+        f"max_connections: {_IN_FLIGHT}; max_keepalive_connections: its default",
+        "100 connections, 20 kept alive (httpx.Limits)",
+    ),
+    "aiohttp": (f"limit and limit_per_host: {_IN_FLIGHT}", "100 connections (TCPConnector)"),
 }
-BLOCKING_CLIENTS = ("requests", "httpx")
-ASYNC_CLIENTS = ("aiohttp", "httpx")
 _FAILED = 503
 
 

@@ -10,6 +10,7 @@ import pytest
 from celery import Celery
 from distributed import Client
 
+from bench.measuring.service import LocalService
 from models.cluster import (
     Engine,
     celery_worker_command,
@@ -121,3 +122,12 @@ def retries_needed(action: Action) -> int:
         if not timed_out and not attempt.fails:
             return k
     return len(action.attempts) - 1
+
+
+@pytest.fixture(scope="module")
+def latency_service() -> Iterator[tuple[str, int]]:
+    """The run's own latency service (wire protocol and HTTP), for a module's tests."""
+    running = LocalService()
+    running.ensure()
+    yield running.address
+    running.close()

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.measuring.service import LocalService
 from models import MODELS, pairs
 from models.load import STOCK_START
 from models.workload import (
@@ -45,16 +44,8 @@ ROUTED = Scenario(
 )
 
 
-@pytest.fixture(scope="module")
-def service() -> Iterator[tuple[str, int]]:
-    running = LocalService()
-    running.ensure()
-    yield running.address
-    running.close()
-
-
-def ask(service: tuple[str, int], target: str, body: bytes | None = None) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection(*service, timeout=5)
+def ask(address: tuple[str, int], target: str, body: bytes | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(*address, timeout=5)
     try:
         connection.request("POST" if body else "GET", target, body=body)
         answer = connection.getresponse()
@@ -64,15 +55,15 @@ def ask(service: tuple[str, int], target: str, body: bytes | None = None) -> tup
 
 
 def test_service_answers_http_with_the_size_and_status_asked_for(
-    service: tuple[str, int],
+    latency_service: tuple[str, int],
 ) -> None:
-    assert ask(service, "/wait?delay_us=1000&bytes=300&fail=0") == (200, bytes(300))
-    status, body = ask(service, "/wait?delay_us=0&bytes=5&fail=1", body=b"x" * 700)
+    assert ask(latency_service, "/wait?delay_us=1000&bytes=300&fail=0") == (200, bytes(300))
+    status, body = ask(latency_service, "/wait?delay_us=0&bytes=5&fail=1", body=b"x" * 700)
     assert (status, len(body)) == (503, 5)
 
 
-def test_service_keeps_an_http_connection_alive(service: tuple[str, int]) -> None:
-    connection = http.client.HTTPConnection(*service, timeout=5)
+def test_service_keeps_an_http_connection_alive(latency_service: tuple[str, int]) -> None:
+    connection = http.client.HTTPConnection(*latency_service, timeout=5)
     sockets = set()
     for size in (1, 2, 3):
         connection.request("GET", f"/wait?delay_us=0&bytes={size}")
@@ -83,8 +74,8 @@ def test_service_keeps_an_http_connection_alive(service: tuple[str, int]) -> Non
     assert len(sockets) == 1  # one connection served the three
 
 
-def test_service_refuses_what_it_cannot_answer(service: tuple[str, int]) -> None:
-    status, body = ask(service, "/elsewhere")
+def test_service_refuses_what_it_cannot_answer(latency_service: tuple[str, int]) -> None:
+    status, body = ask(latency_service, "/elsewhere")
     assert status == 400
     assert b"not a request this service answers" in body
 
@@ -92,9 +83,9 @@ def test_service_refuses_what_it_cannot_answer(service: tuple[str, int]) -> None
 @pytest.mark.parametrize("concurrency", [1, 3])
 @pytest.mark.parametrize("label", PAIRS)
 def test_every_pair_runs_every_job_once_with_the_right_checksum(
-    label: str, concurrency: int, tiny: Scenario, service: tuple[str, int]
+    label: str, concurrency: int, tiny: Scenario, latency_service: tuple[str, int]
 ) -> None:
-    tally = run_jobs(label, tiny, concurrency, 25, service)
+    tally = run_jobs(label, tiny, concurrency, 25, latency_service)
     assert [r.job_index for r in records(tally)] == list(range(25))
     verifier = Verifier()
     for r in records(tally):
@@ -103,8 +94,8 @@ def test_every_pair_runs_every_job_once_with_the_right_checksum(
 
 
 @pytest.mark.parametrize("label", PAIRS)
-def test_a_5xx_is_a_failure_and_is_retried(label: str, service: tuple[str, int]) -> None:
-    tally = run_jobs(label, FLAKY, 3, 40, service)
+def test_a_5xx_is_a_failure_and_is_retried(label: str, latency_service: tuple[str, int]) -> None:
+    tally = run_jobs(label, FLAKY, 3, 40, latency_service)
     drawn = [draw_job(FLAKY, TINY_CALIBRATION, SEED, i).stages[0][0] for i in range(40)]
     assert [r.outcome for r in records(tally)] == [step_outcome(a) for a in drawn]
     assert collections.Counter(log(tally).retried) == collections.Counter(
@@ -113,8 +104,8 @@ def test_a_5xx_is_a_failure_and_is_retried(label: str, service: tuple[str, int])
 
 
 @pytest.mark.parametrize("label", PAIRS)
-def test_each_library_honours_the_timeout(label: str, service: tuple[str, int]) -> None:
-    tally = run_jobs(label, SLOW, 3, 6, service)
+def test_each_library_honours_the_timeout(label: str, latency_service: tuple[str, int]) -> None:
+    tally = run_jobs(label, SLOW, 3, 6, latency_service)
     assert [r.outcome for r in records(tally)] == [TIMED_OUT] * 6
     assert sorted(log(tally).retried) == list(range(6))  # one retry each
     # Two tries cut at 5 ms, not two 2 s waits: the library really gave up.
@@ -122,14 +113,16 @@ def test_each_library_honours_the_timeout(label: str, service: tuple[str, int]) 
 
 
 @pytest.mark.parametrize("label", PAIRS)
-def test_steps_route_to_http_or_the_wire_protocol(label: str, service: tuple[str, int]) -> None:
-    tally = run_jobs(label, ROUTED, 2, 10, service)
+def test_steps_route_to_http_or_the_wire_protocol(
+    label: str, latency_service: tuple[str, int]
+) -> None:
+    tally = run_jobs(label, ROUTED, 2, 10, latency_service)
     assert [r.outcome for r in records(tally)] == [OK] * 10, tally.errors
 
 
 @pytest.mark.parametrize("label", [p for p in PAIRS if not MODELS[p.split("+")[0]].one_at_a_time])
-def test_the_stock_holds_over_http(label: str, service: tuple[str, int]) -> None:
-    tally = run_jobs(label, LOCKED, 4, 30, service)
+def test_the_stock_holds_over_http(label: str, latency_service: tuple[str, int]) -> None:
+    tally = run_jobs(label, LOCKED, 4, 30, latency_service)
     assert sum(STOCK_START - level for level in tally.stock) == 30
 
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 import collections
 import itertools
 import math
-from collections.abc import Iterator
 
 import pytest
 
-from bench.measuring.service import LocalService
 from models import ENGINE_MODELS, MODELS
 from models.cluster import Engine
 from models.load import STOCK_START, Finished, Log, Tally, Window
@@ -73,17 +71,11 @@ HANDED_OFF = Scenario(
 )
 
 
-@pytest.fixture(scope="module")
-def service() -> Iterator[tuple[str, int]]:
-    running = LocalService()
-    running.ensure()
-    yield running.address
-    running.close()
-
-
 @pytest.fixture(params=["sleep", "tcp"])
-def transport(request: pytest.FixtureRequest, service: tuple[str, int]) -> tuple[str, int] | None:
-    return service if request.param == "tcp" else None
+def transport(
+    request: pytest.FixtureRequest, latency_service: tuple[str, int]
+) -> tuple[str, int] | None:
+    return latency_service if request.param == "tcp" else None
 
 
 def run_jobs(

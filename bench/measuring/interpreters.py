@@ -32,9 +32,7 @@ REQUIRED = ("trio", "anyio", "psutil")
 OPTIONAL = ("uvloop",)
 # Asked of every interpreter: the runtime set and whatever a model requires (uvloop, the engines).
 _PROBED = tuple(
-    dict.fromkeys(
-        [*REQUIRED, *(m.requires for m in MODELS.values() if m.requires), *web.POOL_DEFAULTS]
-    )
+    dict.fromkeys([*REQUIRED, *(m.requires for m in MODELS.values() if m.requires), *web.POOLS])
 )
 _DISTRIBUTION = "pyconcurrency-bench"
 _PROBE = """
