@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import math
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.analysing.findings import findings, open_findings, share_text
@@ -24,6 +22,7 @@ from bench.files.results import Results, load_results, write_summary
 from bench.files.run_dir import write_atomically
 from bench.files.scenarios import describe_step
 from bench.presenting import plots
+from bench.presenting.page import document, escape, number, table
 from models.recording import jobs_for
 
 _TABLE_COLUMNS = (
@@ -74,19 +73,6 @@ _LEVEL_COLUMNS = (
     ("reason / warning", "reason"),
 )
 
-_CSS = """
-body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
-       padding: 0 1em; color: #222; }
-h1 { margin-bottom: .2em; } .sub { color: #666; margin-top: 0; }
-section { margin: 2em 0; } figure { margin: 1.5em 0; } svg { max-width: 100%; height: auto; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { border-bottom: 1px solid #ddd; padding: 3px 7px; text-align: right; }
-th { background: #f4f4f4; } td.text { text-align: left; }
-tr.failed td { background: #fde8e8; } tr.skipped td { color: #888; }
-.findings li { margin: .35em 0; } code, pre { background: #f6f6f6; }
-pre { padding: .7em; overflow-x: auto; font-size: 12px; }
-"""
-
 
 def build_report(run_dir: Path) -> Path:
     """Write `run_dir/report.html` and summary.csv from the run's files (an interrupted run's
@@ -126,11 +112,11 @@ def render(results: Results) -> str:
     else:
         figures = _figures(results) if slo_ms is None else _open_figures(results, slo_ms)
     body = [
-        f"<h1>{_e(title)}</h1>",
-        f"<p class='sub'>{_e(subtitle)}</p>",
+        f"<h1>{escape(title)}</h1>",
+        f"<p class='sub'>{escape(subtitle)}</p>",
         *_verdict_html(results),
         "<section id='findings'><h2>Findings</h2><ul class='findings'>",
-        *(f"<li>{_e(sentence)}</li>" for sentence in sentences),
+        *(f"<li>{escape(sentence)}</li>" for sentence in sentences),
         "</ul></section>",
         "<section id='scenario'><h2>Scenario</h2>",
         _scenario_html(results),
@@ -143,7 +129,7 @@ def render(results: Results) -> str:
         "(Student's t, across repeats). Latency percentiles come from the repeats' jobs pooled, "
         f"with a distribution-free 95% interval (order statistics); with fewer jobs than it "
         f"needs ({jobs_for(99)} for a p99) a percentile is not measured: n/a.</p>",
-        _table(_levels(results), _LEVEL_COLUMNS),
+        table(_levels(results), _LEVEL_COLUMNS),
         "</section>",
         *_twins_html(results),
         *_clients_html(results),
@@ -164,31 +150,22 @@ def render(results: Results) -> str:
         _micro_table(meta.micro),
         "</section>",
         "<section id='points'><h2>All points</h2>",
-        _table(results.points.to_dict("records"), _TABLE_COLUMNS),
+        table(results.points.to_dict("records"), _TABLE_COLUMNS),
         "</section>",
         "<section id='environment'><h2>Environment</h2>",
-        f"<pre>{_e(json.dumps(_environment(meta), indent=2))}</pre>",
+        f"<pre>{escape(json.dumps(_environment(meta), indent=2))}</pre>",
         "</section>",
     ]
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    return document(title, body)
 
 
 def _scenario_html(results: Results) -> str:
     scenario = results.scenario
-    parts = [f"<p><b>{_e(scenario.name)}</b>: {_e(scenario.description)}</p><ol>"]
+    parts = [f"<p><b>{escape(scenario.name)}</b>: {escape(scenario.description)}</p><ol>"]
     for stage in scenario.stages:
         together = " — steps at the same time" if len(stage.steps) > 1 else ""
-        parts.append(f"<li>{_e(stage.name)}{together}<ul>")
-        parts.extend(f"<li>{_e(describe_step(step))}</li>" for step in stage.steps)
+        parts.append(f"<li>{escape(stage.name)}{together}<ul>")
+        parts.extend(f"<li>{escape(describe_step(step))}</li>" for step in stage.steps)
         parts.append("</ul></li>")
     parts.append("</ol>")
     parts.append(
@@ -236,7 +213,7 @@ def _levels(results: Results) -> list[dict[Hashable, Any]]:
     for r in records:
         for column in ("throughput", "latency_p99_ms"):
             low, high = r[f"{column}_ci_low"], r[f"{column}_ci_high"]
-            r[f"{column}_ci"] = "" if math.isnan(low) else f"{_format(low)} - {_format(high)}"
+            r[f"{column}_ci"] = "" if math.isnan(low) else f"{number(low)} - {number(high)}"
     return records
 
 
@@ -246,9 +223,9 @@ def _verdict_html(results: Results) -> list[str]:
     head, *limits = sentences(results.verdict)
     return [
         "<section id='verdict'><h2>Verdict</h2>",
-        f"<p class='verdict'>{_e(head)}</p>",
+        f"<p class='verdict'>{escape(head)}</p>",
         "<p>What limits each model, at its highest level:</p><ul class='limits'>",
-        *(f"<li>{_e(line)}</li>" for line in limits),
+        *(f"<li>{escape(line)}</li>" for line in limits),
         "</ul></section>",
     ]
 
@@ -266,8 +243,8 @@ def _twins_html(results: Results) -> list[str]:
         "<th>p99 ratio</th></tr>",
     ]
     rows.extend(
-        f"<tr><td class=text>{_e(r['model'])}</td><td class=text>{_e(r['twin'])}</td>"
-        f"<td>{_e(r['concurrency'])}</td><td>{r['throughput_ratio']:.2f}</td>"
+        f"<tr><td class=text>{escape(r['model'])}</td><td class=text>{escape(r['twin'])}</td>"
+        f"<td>{escape(r['concurrency'])}</td><td>{r['throughput_ratio']:.2f}</td>"
         f"<td>{r['p99_ratio']:.2f}</td></tr>"
         for r in ratios.to_dict("records")
     )
@@ -295,7 +272,7 @@ def _clients_html(results: Results) -> list[str]:
         "protocol (tcp) at the same level, where the run has it (medians). CPU counts the "
         "model's whole process tree per job served; the client's share is the part of an "
         "HTTP job's CPU that the tcp job does not spend: the library, and HTTP itself.</p>",
-        _table(
+        table(
             records,
             (
                 ("stack", "model"),
@@ -325,7 +302,7 @@ def _engines_html(results: Results) -> list[str]:
         "is the engine's floor: no job through it ends sooner. CPU counts the whole tree "
         "(client, scheduler or broker, workers) per job served. Without threads or sync at "
         "N=1 in the run there is nothing to set it beside: add threads to --models.</p>",
-        _table(
+        table(
             [r | {"status": "ok"} for r in floors.to_dict("records")],
             (
                 ("engine", "model"),
@@ -366,7 +343,7 @@ def _overhead_html(results: Results) -> list[str]:
         "(models/bare.py). Share = the model's jobs/s over the bare loop's, in the same run; "
         "1.0 means the harness costs nothing the bare loop does not pay. Medians over "
         "repeats.</p>",
-        _table(held.to_dict("records"), _OVERHEAD_COLUMNS),
+        table(held.to_dict("records"), _OVERHEAD_COLUMNS),
         "</section>",
     ]
 
@@ -376,9 +353,9 @@ def _micro_table(micro: tuple[MicroCost, ...] | None) -> str:
         return "<p>Not measured in this run.</p>"
     rows = ["<table><tr><th>cost</th><th>runtime</th><th>value</th><th>how</th></tr>"]
     rows.extend(
-        f"<tr><td class=text>{_e(m.name)}</td><td class=text>{_e(m.runtime)}</td>"
-        f"<td>{_e(_format(m.value))} {_e(m.unit)}</td>"
-        f"<td class=text>{_e(m.note)}</td></tr>"
+        f"<tr><td class=text>{escape(m.name)}</td><td class=text>{escape(m.runtime)}</td>"
+        f"<td>{escape(number(m.value))} {escape(m.unit)}</td>"
+        f"<td class=text>{escape(m.note)}</td></tr>"
         for m in micro
     )
     rows.append("</table>")
@@ -396,54 +373,17 @@ def _usl_table(results: Results) -> str:
             f"{fit.kappa:.3g} [{fit.kappa_ci[0]:.3g}, {fit.kappa_ci[1]:.3g}]",
             f"{fit.lambda_:.3g} [{fit.lambda_ci[0]:.3g}, {fit.lambda_ci[1]:.3g}]",
             fit.shown_peak_n(),
-            _format(fit.peak_throughput) if fit.peaks_in_range else "",
+            number(fit.peak_throughput) if fit.peaks_in_range else "",
             str(fit.points),
             fit.loss,
         ]
         rows.append(
-            f"<tr><td class=text>{_e(model)}</td>"
-            + "".join(f"<td>{_e(c)}</td>" for c in cells)
-            + f"<td class=text>{_e(fit.warning)}</td></tr>"
+            f"<tr><td class=text>{escape(model)}</td>"
+            + "".join(f"<td>{escape(c)}</td>" for c in cells)
+            + f"<td class=text>{escape(fit.warning)}</td></tr>"
         )
     rows.append("</table>")
     return "".join(rows)
-
-
-def _table(records: list[dict[Hashable, Any]], columns: tuple[tuple[str, str], ...]) -> str:
-    rows = ["<table><tr>", *(f"<th>{_e(title)}</th>" for title, _ in columns), "</tr>"]
-    for record in records:
-        rows.append(f"<tr class='{_e(record['status'])}'>")
-        for _, column in columns:
-            value = record[column]
-            if column == "reason":
-                value = record["reason"] or record["warning"]
-            elif _not_measured(record, column):
-                jobs = record.get("latency_jobs", record.get("jobs"))
-                value = "n/a" + ("" if pd.isna(jobs) else f", {jobs:.0f} jobs")
-            text = column in ("model", "status", "reason")
-            rows.append(f"<td{' class=text' if text else ''}>{_e(_format(value))}</td>")
-        rows.append("</tr>")
-    rows.append("</table>")
-    return "".join(rows)
-
-
-def _not_measured(record: dict[Hashable, Any], column: str) -> bool:
-    """A percentile of an ok point or level that its jobs were too few to support."""
-    value = record[column]
-    return (
-        record["status"] == "ok"
-        and column.startswith("latency_p")
-        and isinstance(value, float)
-        and math.isnan(value)
-    )
-
-
-def _format(value: Any) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
-    return str(value)
 
 
 def _environment(meta: RunMeta) -> dict[str, Any]:
