@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +17,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.lines import Line2D
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from bench import api
 from bench.analysing.levels import per_level
 from bench.files import results as results_module
 from bench.files.results import Results, load_results
 from bench.presenting import plots
-from bench.presenting.report import _svg, build_report
+from bench.presenting.page import number
+from bench.presenting.report import build_report
+from bench.presenting.svg import inline_svg, toggles
 from models import MODELS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -71,8 +76,13 @@ def test_report_has_every_section_and_figure(run: Results) -> None:
     )
     for section in sections:
         assert f"<section id='{section}'>" in page
-    for figure in ("throughput", "latency", "efficiency", "resources", "scalability", "spectrum"):
+    for figure in ("throughput", "latency", "efficiency", "resources", "scalability"):
         assert re.search(f"<figure id='fig-{figure}'><svg", page), figure
+    # The spectrum at every level with an ok point, the one most models reached shown first.
+    assert re.findall(r"<div class='spectrum' data-level='(\d+)'( hidden)?><svg", page) == [
+        ("1", ""),
+        ("2", " hidden"),
+    ]
     findings = page.split("<section id='findings'>")[1].split("</section>")[0]
     assert findings.count("<li>") >= 3
     assert "Best throughput at N=1" in findings
@@ -82,9 +92,11 @@ def test_report_has_every_section_and_figure(run: Results) -> None:
 
 def test_report_fetches_nothing(run: Results) -> None:
     page = (run.run_dir / "report.html").read_text()
-    assert not re.search(r"<(script|link|img|iframe)\b", page)
+    assert not re.search(r"<(link|img|iframe)\b", page)
+    assert re.findall(r"<script\b[^>]*>", page) == ["<script>"]  # one, inline
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "@import" not in page
+    assert not re.search(r"\b(fetch|XMLHttpRequest|WebSocket)\b", page)
 
 
 def test_user_text_is_escaped(run: Results, tmp_path: Path) -> None:
@@ -95,7 +107,7 @@ def test_user_text_is_escaped(run: Results, tmp_path: Path) -> None:
     meta["scenario"]["description"] = 'a "quoted" <b>bold</b> & more'
     (copy / "meta.json").write_text(json.dumps(meta))
     page = build_report(copy).read_text()
-    assert "<script>" not in page
+    assert "<script>alert(1)" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;b&gt;bold&lt;/b&gt; &amp; more" in page
 
@@ -163,6 +175,114 @@ def test_report_renders_in_chromium_without_console_errors(run: Results, tmp_pat
     not_white = (pixels < 0.95).any(axis=-1).mean()
     assert not_white > 0.02  # text and figures, not a blank page
     assert float(np.std(pixels)) > 0.05
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (which downloads no browser here)."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    flags = [f for f in CHROMIUM_FLAGS if f != "--headless" and not f.startswith("--window")]
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        yield launched
+        launched.close()
+
+
+def open_page(browser: Browser, path: Path) -> tuple[Page, list[str]]:
+    """`path` in a new page, with the list its console errors and uncaught exceptions go to."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    return page, errors
+
+
+def test_the_reports_series_hide_show_their_values_and_its_tables_sort(
+    run: Results, browser: Browser, tmp_path: Path
+) -> None:
+    # The detector must see an error when there is one, or its silence means nothing.
+    broken = tmp_path / "broken.html"
+    broken.write_text("<script>console.error('boom'); undefined_name()</script>")
+    assert len(open_page(browser, broken)[1]) == 2
+
+    page, errors = open_page(browser, run.run_dir / "report.html")
+    # Every marker of a series has its values (the script checks the counts as it loads).
+    counts = page.eval_on_selector_all(
+        ".series[data-tips]",
+        "groups => groups.map(g => [g.querySelectorAll('use').length,"
+        " JSON.parse(g.dataset.tips).length])",
+    )
+    assert counts and all(markers == tips for markers, tips in counts)
+    assert errors == []
+
+    asyncio_lines = page.locator("#fig-throughput .series[data-series='asyncio']")
+    threads_lines = page.locator("#fig-throughput .series[data-series='threads']")
+    assert asyncio_lines.first.is_visible() and threads_lines.first.is_visible()
+    page.click(".toggle[data-series='asyncio']")  # hidden in every figure, the rest kept
+    assert page.locator(".series[data-series='asyncio']").evaluate_all(
+        "all => all.every(g => getComputedStyle(g).display === 'none')"
+    )
+    assert threads_lines.first.is_visible()
+    page.click(".toggle[data-series='asyncio']")
+    assert asyncio_lines.first.is_visible()
+    page.click("#fig-throughput .legend-entry[data-series='threads'] >> nth=-1")  # its label
+    assert not threads_lines.first.is_visible()
+
+    # A hover shows the marker's value: asyncio's throughput at N=1, as the table has it.
+    page.click(".toggle[data-series='sync']")  # sync and threads coincide with it at N=1
+    marker = asyncio_lines.first.locator("use").first
+    marker.scroll_into_view_if_needed()
+    box = marker.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    level = run.levels[(run.levels["model"] == "asyncio") & (run.levels["concurrency"] == 1)]
+    value = number(float(level["throughput"].iloc[0]))
+    assert page.locator("#tip").is_visible()
+    assert page.locator("#tip").text_content() == (
+        f"asyncio · N=1\nThroughput and the bound: {value} jobs/s"
+    )
+
+    page.select_option("#spectrum-level", "2")
+    shown = page.locator(".spectrum").evaluate_all(
+        "all => all.filter(d => !d.hidden).map(d => d.dataset.level)"
+    )
+    assert shown == ["2"]
+
+    header = page.locator("#levels th", has_text="jobs/s (median)")
+    column = page.locator("#levels th").all_text_contents().index("jobs/s (median)")
+    cells = f"#levels tbody td:nth-child({column + 1})"
+    for clicks, order in ((1, 1), (2, -1)):  # ascending, then descending
+        header.click()
+        values = [float(v) for v in page.locator(cells).all_text_contents() if v]
+        assert len(values) >= 5 and values == sorted(values)[::order], clicks
+
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    saved = pd.read_csv(download.value.path())
+    assert list(saved.columns) == list(pd.read_csv(run.run_dir / "points.csv").columns)
+    assert list(saved["model"]) == list(run.points["model"])
+    assert errors == []
+
+
+def test_toggles_group_a_runs_clients_and_interpreters() -> None:
+    bar = toggles(
+        ["asyncio @3.11", "asyncio+httpx @3.11", "trio+httpx @3.13t"],
+        {"asyncio @3.11": "3.11", "asyncio+httpx @3.11": "3.11", "trio+httpx @3.13t": "3.13t"},
+    )
+    members = {
+        html.unescape(name): json.loads(html.unescape(group))
+        for group, name in re.findall(r"data-members='([^']*)'>([^<]*)<", bar)
+    }
+    assert members == {
+        "client httpx": ["asyncio+httpx @3.11", "trio+httpx @3.13t"],
+        "interpreter 3.11": ["asyncio @3.11", "asyncio+httpx @3.11"],
+        "interpreter 3.13t": ["trio+httpx @3.13t"],
+    }
+    one = toggles(["asyncio", "<b>"], {"asyncio": "3.11", "<b>": "3.11"})
+    assert "data-members" not in one  # one interpreter, no client: nothing to group
+    assert "<b>" not in one and "&lt;b&gt;" in one
 
 
 def test_points_reload_with_their_types(run: Results) -> None:
@@ -336,4 +456,5 @@ def test_figure_text_is_text_and_long_labels_are_whole(run: Results) -> None:
     for model in ("sync", "threads", "asyncio"):
         assert f">{model}</text>" in heat_map
     long_label = "processes-asyncio+httpx"
-    assert f">{long_label}</text>" in _svg(plots.efficiency(run.points.assign(model=long_label)))
+    heat_map = inline_svg(plots.efficiency(run.points.assign(model=long_label)), "heat")
+    assert f">{long_label}</text>" in heat_map

@@ -25,6 +25,14 @@ from models import registered, split_label
 # A model the registry does not know (a run older than a rename): a colour of its own.
 _UNKNOWN = "#393b79"
 SPECTRUM_PERCENTILES = (0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99)
+# An artist drawn for a model carries this prefix and the model's label as its gid: the report
+# finds a model's lines, bars and crosses in the SVG by it, to hide them or show their values.
+SERIES_GID = "series:"
+
+
+def series_gid(model: str) -> str:
+    """The gid of every artist drawn for `model`."""
+    return SERIES_GID + model
 
 
 def model_colour(model: str) -> str:
@@ -89,7 +97,10 @@ def _plot_series(ax: Axes, points: pd.DataFrame, column: str, style: str = "-o")
         ok = rows[rows["status"] == "ok"]
         colour = model_colour(model)
         line = _style(points, model, style)
-        ax.plot(ok["concurrency"], ok[column], line, color=colour, label=model, markersize=4)
+        gid = series_gid(model)
+        ax.plot(
+            ok["concurrency"], ok[column], line, color=colour, label=model, markersize=4, gid=gid
+        )
         if f"{column}_ci_low" in ok and ok[f"{column}_ci_low"].notna().any():
             ax.vlines(
                 ok["concurrency"],
@@ -98,11 +109,12 @@ def _plot_series(ax: Axes, points: pd.DataFrame, column: str, style: str = "-o")
                 color=colour,
                 linewidth=1,
                 alpha=0.6,
+                gid=gid,
             )
-        _crosses(ax, rows[rows["status"] != "ok"]["concurrency"], colour)
+        _crosses(ax, rows[rows["status"] != "ok"]["concurrency"], colour, gid)
 
 
-def _crosses(ax: Axes, xs: pd.Series[Any], colour: str) -> None:
+def _crosses(ax: Axes, xs: pd.Series[Any], colour: str, gid: str) -> None:
     """Skipped or failed points: a cross on the x axis, at their x."""
     if len(xs):
         ax.plot(
@@ -113,6 +125,7 @@ def _crosses(ax: Axes, xs: pd.Series[Any], colour: str) -> None:
             markersize=8,
             transform=ax.get_xaxis_transform(),
             clip_on=False,
+            gid=gid,
         )
 
 
@@ -230,10 +243,11 @@ def memory(results: Results) -> Figure:
         mine = results.samples[(results.samples[key] == point[key].to_numpy()).all(axis=1)]
         colour = model_colour(str(point["model"]))
         label = f"{point['model']} N={point['concurrency']:.0f} #{point['repeat']:.0f}"
-        ax.plot(mine["at_s"], mine["rss_mb"], "-", color=colour, label=f"{label} RSS")
+        gid = series_gid(str(point["model"]))
+        ax.plot(mine["at_s"], mine["rss_mb"], "-", color=colour, label=f"{label} RSS", gid=gid)
         read = mine.dropna(subset=["pss_mb"])  # PSS is read less often on a large tree
         if not read.empty:
-            ax.plot(read["at_s"], read["pss_mb"], "--", color=colour, label=f"{label} PSS")
+            ax.plot(read["at_s"], read["pss_mb"], "--", color=colour, label=f"{label} PSS", gid=gid)
         opens_s = float(point["warmup_s"])
         ax.axvspan(opens_s, opens_s + float(point["elapsed_s"]), color=colour, alpha=0.06)
     ax.set_xlabel("seconds from the point's start (its measured window shaded)")
@@ -255,9 +269,10 @@ def scalability(data: Results | pd.DataFrame) -> Figure:
     for model, fit in fits.items():
         rows = points[(points["model"] == model) & (points["status"] == "ok")]
         colour = model_colour(model)
-        ax.plot(rows["concurrency"], rows["throughput"], "o", color=colour, markersize=4)
+        gid = series_gid(model)
+        ax.plot(rows["concurrency"], rows["throughput"], "o", color=colour, markersize=4, gid=gid)
         if math.isnan(fit.sigma):
-            ax.plot([], [], "o", color=colour, label=f"{model}: no fit")
+            ax.plot([], [], "o", color=colour, label=f"{model}: no fit", gid=gid)
             continue
         peak = f"{fit.peak_n:.0f}" if fit.peaks_in_range else "none measured"
         ax.plot(
@@ -267,6 +282,7 @@ def scalability(data: Results | pd.DataFrame) -> Figure:
             color=colour,
             linewidth=1,
             label=rf"{model}: $\sigma$={fit.sigma:.3f} $\kappa$={fit.kappa:.1e} N*={peak}",
+            gid=gid,
         )
     _concurrency_axis(ax, levels)
     ax.set_yscale("log")
@@ -292,11 +308,26 @@ def spectrum(results: Results, concurrency: int | None = None) -> Figure:
     for model in _models(results.points):
         histogram = results.histogram(model, level)
         if histogram is None or histogram.total == 0:
-            ax.plot([], [], "x", color=model_colour(model), label=f"{model} (no data)")
+            ax.plot(
+                [],
+                [],
+                "x",
+                color=model_colour(model),
+                label=f"{model} (no data)",
+                gid=series_gid(model),
+            )
             continue
         # Only the percentiles its jobs support: the line stops where the data do.
         values = [histogram.supported(p) for p in SPECTRUM_PERCENTILES]
-        ax.plot(x, values, "-o", color=model_colour(model), label=model, markersize=3)
+        ax.plot(
+            x,
+            values,
+            "-o",
+            color=model_colour(model),
+            label=model,
+            markersize=3,
+            gid=series_gid(model),
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ticks = [p for p in SPECTRUM_PERCENTILES if p in (0, 50, 90, 99, 99.9, 99.99)]
@@ -320,15 +351,23 @@ def open_load(data: Results | pd.DataFrame, slo_ms: float) -> Figure:
     for model in _models(points):
         rows = points[points["model"] == model].sort_values("rate")
         ok = rows[rows["status"] == "ok"]
-        colour = model_colour(model)
-        ax.plot(ok["rate"], ok["latency_p99_ms"], "-o", color=colour, label=f"{model} p99", ms=4)
-        ax.plot(ok["rate"], ok["latency_p50_ms"], ":", color=colour, linewidth=1)
-        served.plot(ok["rate"], ok["throughput"], "-o", color=colour, label=model, ms=4)
+        colour, gid = model_colour(model), series_gid(model)
+        ax.plot(
+            ok["rate"],
+            ok["latency_p99_ms"],
+            "-o",
+            color=colour,
+            label=f"{model} p99",
+            ms=4,
+            gid=gid,
+        )
+        ax.plot(ok["rate"], ok["latency_p50_ms"], ":", color=colour, linewidth=1, gid=gid)
+        served.plot(ok["rate"], ok["throughput"], "-o", color=colour, label=model, ms=4, gid=gid)
         for (name, _), knee in found.items():
             if name == model and knee is not None:
-                ax.axvline(knee, color=colour, linestyle="--", linewidth=0.8, alpha=0.8)
+                ax.axvline(knee, color=colour, linestyle="--", linewidth=0.8, alpha=0.8, gid=gid)
         for axis in (ax, served):
-            _crosses(axis, rows[rows["status"] != "ok"]["rate"], colour)
+            _crosses(axis, rows[rows["status"] != "ok"]["rate"], colour, gid)
     ax.axhline(slo_ms, color="black", linewidth=1, label=f"SLO p99 {slo_ms:g} ms")
     rates = points["rate"].dropna()
     if len(rates):

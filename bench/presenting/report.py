@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
+import base64
 import json
 import math
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
-
-import matplotlib
-from matplotlib.figure import Figure
 
 from bench.analysing.findings import findings, open_findings, share_text
 from bench.analysing.levels import client_costs, engine_floors, twin_ratios
@@ -23,6 +20,7 @@ from bench.files.run_dir import write_atomically
 from bench.files.scenarios import describe_step
 from bench.presenting import plots
 from bench.presenting.page import document, escape, number, table
+from bench.presenting.svg import TOGGLE_CSS, inline_svg, script, toggles
 from models.recording import jobs_for
 
 _TABLE_COLUMNS = (
@@ -122,6 +120,10 @@ def render(results: Results) -> str:
         _scenario_html(results),
         "</section>",
         "<section id='figures'><h2>Figures</h2>",
+        toggles(
+            list(dict.fromkeys(results.levels["model"])),
+            dict(zip(results.levels["model"], results.levels["interpreter"], strict=True)),
+        ),
         *figures,
         "</section>",
         "<section id='levels'><h2>Per model and level</h2>",
@@ -150,13 +152,23 @@ def render(results: Results) -> str:
         _micro_table(meta.micro),
         "</section>",
         "<section id='points'><h2>All points</h2>",
+        _download_html(results),
         table(results.points.to_dict("records"), _TABLE_COLUMNS),
         "</section>",
         "<section id='environment'><h2>Environment</h2>",
         f"<pre>{escape(json.dumps(_environment(meta), indent=2))}</pre>",
         "</section>",
     ]
-    return document(title, body)
+    return document(title, body, head=TOGGLE_CSS, script=script())
+
+
+def _download_html(results: Results) -> str:
+    """Every point, embedded in the page as CSV, to download with a click."""
+    data = base64.b64encode(results.points.to_csv(index=False).encode()).decode()
+    return (
+        f"<p><a id='download-csv' download='points.csv' href='data:text/csv;base64,{data}'>"
+        "Download every point as CSV</a> (the columns of points.csv).</p>"
+    )
 
 
 def _scenario_html(results: Results) -> str:
@@ -183,11 +195,33 @@ def _figures(results: Results) -> list[str]:
         ("efficiency", plots.efficiency(results)),
         ("resources", plots.resources(results)),
         ("scalability", plots.scalability(results)),
-        ("spectrum", plots.spectrum(results)),
     ]
     if not plots.long_points(results).empty:
         drawn.append(("memory", plots.memory(results)))
-    return [f"<figure id='fig-{name}'>{_svg(fig)}</figure>" for name, fig in drawn]
+    return [
+        *(f"<figure id='fig-{name}'>{inline_svg(fig, name)}</figure>" for name, fig in drawn),
+        _spectra_html(results),
+    ]
+
+
+def _spectra_html(results: Results) -> str:
+    """Latency by percentile, one drawing per level with an ok point; a menu picks the level
+    (the one where the most models were measured, to begin with)."""
+    ok = results.points[results.points["status"] == "ok"]
+    levels = sorted({int(n) for n in ok["concurrency"]})
+    first = plots.default_spectrum_level(results.points)
+    options = "".join(
+        f"<option value='{n}'{' selected' if n == first else ''}>{n}</option>" for n in levels
+    )
+    drawings = "".join(
+        f"<div class='spectrum' data-level='{n}'{'' if n == first else ' hidden'}>"
+        f"{inline_svg(plots.spectrum(results, n), f'spectrum-{n}')}</div>"
+        for n in levels
+    )
+    return (
+        "<figure id='fig-spectrum'><label>Latency by percentile at N = "
+        f"<select id='spectrum-level'>{options}</select></label>{drawings}</figure>"
+    )
 
 
 def _open_figures(results: Results, slo_ms: float) -> list[str]:
@@ -195,17 +229,7 @@ def _open_figures(results: Results, slo_ms: float) -> list[str]:
         ("open-load", plots.open_load(results, slo_ms)),
         ("resources", plots.resources(results)),
     ]
-    return [f"<figure id='fig-{name}'>{_svg(fig)}</figure>" for name, fig in drawn]
-
-
-def _svg(fig: Figure) -> str:
-    buffer = io.StringIO()
-    # Text as text (searchable, and the page's own font), not glyph paths; a tight box, so a
-    # long label ("processes-asyncio+httpx") is not cut at the figure's edge.
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(buffer, format="svg", bbox_inches="tight")
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog: the SVG sits inside HTML
+    return [f"<figure id='fig-{name}'>{inline_svg(fig, name)}</figure>" for name, fig in drawn]
 
 
 def _levels(results: Results) -> list[dict[Hashable, Any]]:
