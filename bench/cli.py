@@ -24,6 +24,7 @@ from bench.analysing.verdict import sentences
 from bench.errors import BenchError, UsageError
 from bench.files.exports import export
 from bench.files.results import Results, load_results, read_overhead
+from bench.files.run_dir import check_out_dir
 from bench.files.scenarios import describe_scenario, resolve_scenario
 from bench.measuring import interpreters
 from bench.measuring import overhead as overhead_study
@@ -219,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit with status 1 when B is significantly worse anywhere (for CI)",
     )
+    compare.add_argument(
+        "--html",
+        metavar="PATH",
+        help="where to write the HTML page of the two runs side by side (a folder: "
+        "compare.html in it); default RUN_B/compare.html",
+    )
     compare.add_argument("--json", action="store_true", help="print the changes as JSON")
     compare.set_defaults(handler=_compare)
 
@@ -408,13 +415,17 @@ def _print_notes(results: Results) -> None:
 def _compare(args: argparse.Namespace) -> int:
     # Here, not at the top: its tests need scipy.stats, a second of imports every other
     # command (a --quick run above all) would pay for nothing.
-    from bench.analysing.compare import compare_runs
+    from bench.analysing.compare import compare_runs, real_change_rule
+    from bench.presenting.compare_page import write_compare_page
 
     a, b = load_results(_run_dir(args.run_a)), load_results(_run_dir(args.run_b))
     for run in (a, b):
         _print_notes(run)
     min_effect = _parse_min_effect(args.min_effect)
+    html = _page_path(args.html, b.run_dir)
+    check_out_dir(html.parent, "--html")  # before the tests, which take seconds
     changes = compare_runs(a.points, b.points, min_effect, a.histograms(), b.histograms())
+    write_compare_page(html, a, b, changes, min_effect)
     regressions = [c for c in changes if c.regression]
     status = 1 if regressions and args.fail_on_regression else 0
     if args.json:
@@ -426,6 +437,7 @@ def _compare(args: argparse.Namespace) -> int:
                     "min_effect": min_effect,
                     "changes": [dataclasses.asdict(c) for c in changes],
                     "regressions": len(regressions),
+                    "html": str(html),
                 }
             )
         )
@@ -448,24 +460,20 @@ def _compare(args: argparse.Namespace) -> int:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
         print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
-    print(
-        "real change: p < 0.05 after Holm's adjustment over the whole table (throughput: "
-        "Welch's t-test across repeats; p99: a permutation test on the pooled jobs) and at least "
-        + ", ".join(f"{effect:.0%} in {_METRIC_NAMES[m]}" for m, effect in min_effect.items())
-    )
+    print(f"real change: {real_change_rule(min_effect)}")
     if status:
         print(f"{len(regressions)} regressions", file=sys.stderr)
+    print(f"page: {html}")
     return status
-
-
-_METRIC_NAMES = {"throughput": "throughput", "latency_p99_ms": "p99"}
 
 
 def _parse_min_effect(text: str | None) -> dict[str, float]:
     """`--min-effect`: a percentage for every metric, or metric=percentage pairs."""
     if text is None:
         return dict(MIN_EFFECT)
-    by_name = {name: metric for metric, name in _METRIC_NAMES.items()}
+    from bench.analysing.compare import METRIC_NAMES  # as in _compare: scipy loads slowly
+
+    by_name = {name: metric for metric, name in METRIC_NAMES.items()}
 
     def percent(value: str) -> float:
         try:
@@ -487,6 +495,13 @@ def _parse_min_effect(text: str | None) -> dict[str, float]:
             )
         effects[by_name[name]] = percent(value)
     return effects
+
+
+def _page_path(text: str | None, run_b: Path) -> Path:
+    """Where `compare` writes its page: `--html` (a folder: compare.html in it), else RUN_B's
+    compare.html, for the page judges B against A."""
+    path = run_b if text is None else Path(text)
+    return path / "compare.html" if path.is_dir() else path
 
 
 def _run_dir(path: str) -> Path:

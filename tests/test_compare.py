@@ -67,6 +67,13 @@ def make_run(
     return path
 
 
+def regressed(tmp_path: Path, p99_scale: float = 1.0) -> tuple[Path, Path]:
+    """Runs A and B, B's throughput a fifth below A's and its p99 the same (within noise)."""
+    a = make_run(tmp_path / "a", [100, 101, 99, 100], [p99_scale * p for p in (50, 51, 49, 50)])
+    p99s_b = [p99_scale * p for p in (50.2, 50.9, 49.1, 50)]
+    return a, make_run(tmp_path / "b", [80, 81, 79, 80.5], p99s_b)
+
+
 def compare(a: Path, b: Path, min_effect: float = 0.05) -> list[Change]:
     run_a, run_b = load_results(a), load_results(b)
     effects = dict.fromkeys(MIN_EFFECT, min_effect)
@@ -74,8 +81,7 @@ def compare(a: Path, b: Path, min_effect: float = 0.05) -> list[Change]:
 
 
 def test_a_real_regression_is_significant(tmp_path: Path) -> None:
-    a = make_run(tmp_path / "a", [100, 101, 99, 100], [50, 51, 49, 50])
-    b = make_run(tmp_path / "b", [80, 81, 79, 80.5], [50.2, 50.9, 49.1, 50])
+    a, b = regressed(tmp_path)
     changes = {c.metric: c for c in compare(a, b)}
     assert changes["throughput"].verdict == "worse"
     assert changes["throughput"].change == pytest.approx(-0.1975, abs=1e-3)
@@ -87,8 +93,7 @@ def test_a_real_regression_is_significant(tmp_path: Path) -> None:
 def test_compare_json_gives_every_change_and_the_exit_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    a = make_run(tmp_path / "a", [100, 101, 99, 100], [50, 51, 49, 50])
-    b = make_run(tmp_path / "b", [80, 81, 79, 80.5], [50.2, 50.9, 49.1, 50])
+    a, b = regressed(tmp_path)
     capsys.readouterr()
     assert main(["compare", str(a), str(b), "--json", "--fail-on-regression"]) == 1
     data = json.loads(capsys.readouterr().out)  # stdout holds the JSON and nothing else
@@ -249,3 +254,86 @@ def test_a_run_of_an_earlier_schema_loads_with_the_new_columns_empty(tmp_path: P
     (run / "points.csv").write_text("model,status\nasyncio,ok\n")
     with pytest.raises(ResultsError, match="lacks columns: concurrency, repeat, throughput"):
         load_results(run)
+
+
+def test_compare_writes_a_page_of_both_runs_and_their_verdicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = regressed(tmp_path, p99_scale=0.1)  # p99s within the verdict's target
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"page: {b / 'compare.html'}"
+    page = (b / "compare.html").read_text()
+    assert "Choose asyncio: 100.0 jobs/s" in page and "Choose asyncio: 80.2 jobs/s" in page
+    runs = page.split("<section id='runs'>")[1].split("</section>")[0]
+    assert runs.index(str(a)) < runs.index(str(b))  # A, the baseline, on the left
+    changes = page.split("<section id='changes'>")[1].split("</section>")[0]
+    assert changes.count("<tr class='worse'>") == 1  # throughput, the regression
+    assert "-19.8%" in changes and "no real change" in changes
+    levels = page.split("<section id='levels'>")[1].split("</section>")[0]
+    assert ">100<" in levels and ">80.2<" in levels
+    # Self-contained: it opens offline.
+    assert not re.search(r"<(script|link|img|iframe)\b", page)
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+
+
+def test_the_page_goes_where_html_says_and_json_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = make_run(tmp_path / "a", [100, 101], [50, 51])
+    b = make_run(tmp_path / "b", [100, 102], [50, 52])
+    page = tmp_path / "pages" / "a-b.html"  # its folder does not exist yet
+    assert main(["compare", str(a), str(b), "--html", str(page)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"page: {page}"
+    assert page.is_file() and not (b / "compare.html").exists()
+    assert main(["compare", str(a), str(b), "--json", "--html", str(page.parent)]) == 0
+    data = json.loads(capsys.readouterr().out)  # the path in the JSON, nothing printed after
+    assert data["html"] == str(page.parent / "compare.html")
+    assert (page.parent / "compare.html").is_file()
+
+
+def test_an_unwritable_html_path_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = make_run(tmp_path / "a", [100, 101], [50, 51])
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["compare", str(a), str(a), "--html", str(blocker / "sub" / "c.html")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"bench: error: cannot write results to '{blocker / 'sub'}'")
+    assert "pass --html with a directory you can write" in captured.err
+    assert captured.err.count("\n") == 1 and captured.out == ""
+
+
+def test_an_open_run_has_no_verdict_and_a_level_one_run_lacks_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = make_run(tmp_path / "a", [100, 101, 99], [50, 51, 49], rates=(100.0,))
+    b = make_run(tmp_path / "b", [100, 101, 99], [50, 51, 49], rates=(100.0, 200.0))
+    for run in (a, b):
+        meta = json.loads((run / "meta.json").read_text())
+        meta["config"]["load"] = "open"
+        (run / "meta.json").write_text(json.dumps(meta))
+    assert main(["compare", str(a), str(b)]) == 0
+    page = (b / "compare.html").read_text()
+    assert page.count("No verdict: the run offered an open load") == 2
+    levels = page.split("<section id='levels'>")[1].split("</section>")[0]
+    assert "<tr class='missing'>" in levels and "not in A" in levels
+
+
+def test_user_text_on_the_page_is_escaped(tmp_path: Path) -> None:
+    name = "<script>alert(1)</script>"
+    runs = [make_run(tmp_path / f"<i>{side}", [100, 101], [50, 51], name=name) for side in "ab"]
+    for run in runs:
+        for file in ("points.csv", "histograms.jsonl"):
+            (run / file).write_text((run / file).read_text().replace("asyncio", "<b>model"))
+        meta = json.loads((run / "meta.json").read_text())
+        meta["scenario"]["description"] = 'a "quoted" <u>text</u> & more'
+        (run / "meta.json").write_text(json.dumps(meta))
+    assert main(["compare", *map(str, runs)]) == 0
+    page = (runs[1] / "compare.html").read_text()
+    assert "<script>" not in page and "<b>model" not in page and "<i>a" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;model" in page and "&lt;i&gt;b" in page
+    assert "&lt;u&gt;text&lt;/u&gt; &amp; more" in page

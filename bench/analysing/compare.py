@@ -29,6 +29,8 @@ from models.recording import Histogram
 
 # metric -> +1 when higher is better, -1 when lower is better
 METRICS = {"throughput": 1, "latency_p99_ms": -1}
+# metric -> its name in --min-effect and in the rule's words
+METRIC_NAMES = {"throughput": "throughput", "latency_p99_ms": "p99"}
 # Random splits of the pooled jobs in the permutation test: its p-value is at least 1/1001.
 _PERMUTATIONS = 1000
 
@@ -200,6 +202,15 @@ def compare_runs(
         _judge(change, direction, p_value, min_effect.get(change.metric, 0.0))
         for (change, direction), p_value in zip(tested, adjusted, strict=True)
     ]
+
+
+def real_change_rule(min_effect: Mapping[str, float]) -> str:
+    """What makes a change real, in words, with the smallest effect of each metric."""
+    return (
+        "p < 0.05 after Holm's adjustment over the whole table (throughput: Welch's t-test "
+        "across repeats; p99: a permutation test on the pooled jobs) and at least "
+        + ", ".join(f"{effect:.0%} in {METRIC_NAMES[m]}" for m, effect in min_effect.items())
+    )
 
 
 def _judge(change: Change, direction: int, p_value: float, min_effect: float) -> Change:

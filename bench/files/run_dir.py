@@ -139,8 +139,9 @@ class Point:
     samples: tuple[tuple[float, ...], ...] = ()
 
 
-def check_out_dir(out: Path) -> None:
-    """Make sure run folders can be written under `out` (creating it), before any work starts."""
+def check_out_dir(out: Path, flag: str = "--out") -> None:
+    """Make sure files can be written under `out` (creating it), before any work starts; `flag`
+    is the option that chooses it, for the error's advice."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
@@ -148,7 +149,7 @@ def check_out_dir(out: Path) -> None:
     except OSError as exc:
         raise OutputError(
             f"cannot write results to {str(out)!r} ({exc.strerror or exc}); "
-            "pass --out with a directory you can write"
+            f"pass {flag} with a directory you can write"
         ) from None
 
 
@@ -220,13 +221,14 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, flag: str = "--out") -> None:
     """Write `path` through a temporary file, so a reader sees the old file or the new one;
-    a write that fails (a full disk) leaves no temporary file and is an `OutputError`."""
+    a write that fails (a full disk) leaves no temporary file and is an `OutputError` whose
+    advice names `flag`, the option that chooses where it goes."""
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     except OSError as exc:
-        raise _unwritable(path, exc) from None
+        raise _unwritable(path, exc, flag) from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -237,11 +239,11 @@ def write_atomically(path: Path, text: str) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise _unwritable(path, exc) from None
+        raise _unwritable(path, exc, flag) from None
 
 
-def _unwritable(path: Path, exc: OSError) -> OutputError:
+def _unwritable(path: Path, exc: OSError, flag: str = "--out") -> OutputError:
     return OutputError(
         f"cannot write {path.name} in {str(path.parent)!r} ({exc.strerror or exc}); "
-        "free some space there or pass --out with another directory"
+        f"free some space there or pass {flag} with another directory"
     )

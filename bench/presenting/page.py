@@ -40,9 +40,14 @@ def document(title: str, body: list[str], *, head: str = "", script: str = "") -
     )
 
 
-def table(records: list[dict[Hashable, Any]], columns: tuple[tuple[str, str], ...]) -> str:
-    """A sortable table of `records` (each with a `status`), one column per (title, key); a
-    percentile its jobs were too few to support reads `n/a` with the jobs it had."""
+def table(
+    records: list[dict[Hashable, Any]],
+    columns: tuple[tuple[str, str], ...],
+    text: tuple[str, ...] = ("model", "status", "reason"),
+) -> str:
+    """A sortable table of `records` (each with a `status`, its row's class), one column per
+    (title, key), the `text` ones left-aligned; a percentile its jobs were too few to support
+    reads `n/a` with the jobs it had."""
     rows = ["<table class='sortable'><thead><tr>"]
     rows.extend(f"<th>{escape(title)}</th>" for title, _ in columns)
     rows.append("</tr></thead><tbody>")
@@ -55,8 +60,8 @@ def table(records: list[dict[Hashable, Any]], columns: tuple[tuple[str, str], ..
             elif _not_measured(record, column):
                 jobs = record.get("latency_jobs", record.get("jobs"))
                 value = "n/a" + ("" if pd.isna(jobs) else f", {jobs:.0f} jobs")
-            text = column in ("model", "status", "reason")
-            rows.append(f"<td{' class=text' if text else ''}>{escape(number(value))}</td>")
+            left = column in text
+            rows.append(f"<td{' class=text' if left else ''}>{escape(number(value))}</td>")
         rows.append("</tr>")
     rows.append("</tbody></table>")
     return "".join(rows)
