@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 
@@ -131,3 +132,13 @@ def latency_service() -> Iterator[tuple[str, int]]:
     running.ensure()
     yield running.address
     running.close()
+
+
+def assert_offline(page: str) -> None:
+    """An HTML page of the suite opens with no network: its one script inline, nothing fetched
+    by a tag, a URL, a stylesheet import or the script."""
+    assert not re.search(r"<(link|img|iframe)\b", page)
+    assert re.findall(r"<script\b[^>]*>", page) == ["<script>"]
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "@import" not in page
+    assert not re.search(r"\b(fetch|XMLHttpRequest|WebSocket)\b", page)

@@ -58,7 +58,8 @@ def run(rss_per_s: float, window_s: float = 60.0, in_flight_per_s: float = 0.0) 
             }
         ]
     )
-    return _memory(drifts(samples, points))
+    measured = drifts(samples, points)
+    return [*_memory(measured, grew=True), *_memory(measured, grew=False)]
 
 
 def test_memory_that_grows_while_the_work_in_flight_holds_is_named() -> None:

@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from bench import api
+from bench.analysing.findings import KEY_FINDINGS
 from bench.analysing.levels import per_level
 from bench.files import results as results_module
 from bench.files.results import Results, load_results
@@ -28,6 +29,7 @@ from bench.presenting.page import number
 from bench.presenting.report import build_report
 from bench.presenting.svg import inline_svg, toggles
 from models import MODELS
+from tests.conftest import assert_offline
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -91,12 +93,7 @@ def test_report_has_every_section_and_figure(run: Results) -> None:
 
 
 def test_report_fetches_nothing(run: Results) -> None:
-    page = (run.run_dir / "report.html").read_text()
-    assert not re.search(r"<(link|img|iframe)\b", page)
-    assert re.findall(r"<script\b[^>]*>", page) == ["<script>"]  # one, inline
-    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
-    assert "@import" not in page
-    assert not re.search(r"\b(fetch|XMLHttpRequest|WebSocket)\b", page)
+    assert_offline((run.run_dir / "report.html").read_text())
 
 
 def test_user_text_is_escaped(run: Results, tmp_path: Path) -> None:
@@ -389,6 +386,45 @@ def test_a_fall_in_throughput_is_a_finding_only_beyond_the_repeats_noise(
         if found
         else []
     )
+
+
+@pytest.mark.parametrize(
+    ("second", "leaders"),
+    [
+        ((90.0, 85.0, 95.0), "asyncio leads"),  # 10% behind, its interval below the best's
+        ((90.0, 85.0, 102.0), "asyncio and trio lead"),  # 10% behind, within the repeats' noise
+        ((98.0, math.nan, math.nan), "asyncio and trio lead"),  # within 3%, one repeat
+    ],
+)
+def test_a_lead_is_a_finding_only_beyond_the_repeats_noise(
+    second: tuple[float, float, float], leaders: str
+) -> None:
+    from bench.analysing.findings import _best_per_range
+
+    throughput, low, high = second
+    rows = pd.DataFrame(
+        [
+            {"model": "asyncio", "concurrency": 8, "throughput": 100.0,
+             "throughput_ci_low": 98.0 if math.isfinite(low) else math.nan,
+             "throughput_ci_high": 102.0 if math.isfinite(low) else math.nan},
+            {"model": "trio", "concurrency": 8, "throughput": throughput,
+             "throughput_ci_low": low, "throughput_ci_high": high},
+        ]
+    )  # fmt: skip
+    assert _best_per_range(rows) == [f"Best throughput at N=8: {leaders} (up to 100.0 jobs/s)."]
+
+
+def test_the_report_leads_with_a_few_findings_and_keeps_the_rest_a_click_away(
+    run: Results,
+) -> None:
+    page = (run.run_dir / "report.html").read_text()
+    section = page.split("<section id='findings'>")[1].split("</section>")[0]
+    shown, _, more = section.partition("<details>")
+    assert page.index("id='verdict'") < page.index("id='findings'")
+    assert 3 <= shown.count("<li>") <= KEY_FINDINGS
+    assert "Best throughput at N=1" in shown and "Largest gap to the bound" in shown
+    assert re.search(r"<summary>\d+ more findings</summary>", more)
+    assert "Not measured: threads N=2 (skipped)" in more
 
 
 def test_an_open_load_report_draws_latency_against_the_offered_rate(tmp_path: Path) -> None:

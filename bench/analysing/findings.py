@@ -20,6 +20,9 @@ from bench.analysing.usl import UslFit
 from bench.analysing.verdict import limit
 from models import registered
 
+# The report lists this many findings under its verdict, the rest a click away.
+KEY_FINDINGS = 6
+
 
 def findings(
     levels: pd.DataFrame,
@@ -28,10 +31,13 @@ def findings(
     fits: Mapping[str, UslFit] | None = None,
     memory: Sequence[Drift] = (),
 ) -> list[str]:
-    """Sentences on the best model per load range, saturation, degradation, one-at-a-time
-    models, the bound, scalability (given the USL `fits`), and (given the run's
-    micro-benchmarks, as `costs`: (name, runtime) -> value) what each runtime's own costs are,
-    and (given the long points' `memory`) whose memory grew or held over its window.
+    """Sentences on the run, each with its figure, in the order a reader choosing a model needs
+    them: who leads at each load, what one-at-a-time serving and degradation cost, what a
+    client library, an engine or an interpreter changes (when the run has them), the largest
+    gap to the bound, memory that grew and jobs that failed; then the detail: each model's
+    saturation, the latency service, the scalability fits, the runtime's own costs (given the
+    run's micro-benchmarks as `costs`: (name, runtime) -> value), memory that held (given the
+    long points' `memory`) and the points not measured.
 
     `levels` is the per-level table (`per_level`): each level judged by its median over the
     ok repeats.
@@ -41,62 +47,67 @@ def findings(
         return ["No point completed, so there is nothing to conclude; see the table for reasons."]
     return [
         *_best_per_range(ok),
+        *_one_at_a_time_latency(ok),
+        *_degradation(ok),
+        *_client_costs(levels),
+        *_engine_floors(levels),
+        *_interpreters(ok),
+        _largest_gap(ok, cores),
+        *_memory(memory, grew=True),
+        *_outcomes(ok),
         *(
             _saturation(ok[ok["model"] == m], m)
             for m in dict.fromkeys(ok["model"])
-            if not _one_at_a_time(m)  # serves one job at any N: its own sentence below
+            if not _one_at_a_time(m)  # serves one job at any N: its own sentence above
         ),
-        *_degradation(ok),
-        *_one_at_a_time_latency(ok),
-        *_outcomes(ok),
         *_service(ok),
-        *_interpreters(ok),
-        *_engine_floors(levels),
-        *_client_costs(levels),
-        _largest_gap(ok, cores),
         *_scalability(fits or {}),
         *_runtime_costs(costs or {}),
-        *_memory(memory),
+        *_memory(memory, grew=False),
         *_not_measured(levels),
     ]
 
 
-def _memory(memory: Sequence[Drift]) -> list[str]:
-    """A point whose memory grew over a long window while its work in flight held: a leak, or
-    a cache without a bound; and the longest window whose memory held."""
-    sentences = [
-        f"{d.model}'s memory grew over its {d.window_s:.0f} s window at N={d.concurrency}: "
-        f"{d.first_mb:.0f} MiB of RSS in its first quarter, {d.last_mb:.0f} in its last "
-        f"(+{d.last_mb / d.first_mb - 1:.0%})"
-        + (
-            ""
-            if math.isnan(d.in_flight[0])
-            else f", with {d.in_flight[0]:.0f} and {d.in_flight[1]:.0f} jobs in flight"
-        )
-        + ": something it keeps grows with the jobs it has run."
-        for d in memory
-        if d.grew
-    ]
+def _memory(memory: Sequence[Drift], *, grew: bool) -> list[str]:
+    """Given `grew`: each point whose memory grew over a long window while its work in flight
+    held (a leak, or a cache without a bound). Otherwise the longest window whose memory held."""
+    if grew:
+        return [
+            f"{d.model}'s memory grew over its {d.window_s:.0f} s window at N={d.concurrency}: "
+            f"{d.first_mb:.0f} MiB of RSS in its first quarter, {d.last_mb:.0f} in its last "
+            f"(+{d.last_mb / d.first_mb - 1:.0%})"
+            + (
+                ""
+                if math.isnan(d.in_flight[0])
+                else f", with {d.in_flight[0]:.0f} and {d.in_flight[1]:.0f} jobs in flight"
+            )
+            + ": something it keeps grows with the jobs it has run."
+            for d in memory
+            if d.grew
+        ]
     held = [d for d in memory if not d.rose]
-    if held:
-        d = max(held, key=lambda d: d.window_s)
-        sentences.append(
-            f"Memory held over the longest window, {d.model}'s {d.window_s:.0f} s at "
-            f"N={d.concurrency}: {d.first_mb:.0f} MiB of RSS in its first quarter, "
-            f"{d.last_mb:.0f} in its last."
-        )
-    return sentences
+    if not held:
+        return []
+    d = max(held, key=lambda d: d.window_s)
+    return [
+        f"Memory held over the longest window, {d.model}'s {d.window_s:.0f} s at "
+        f"N={d.concurrency}: {d.first_mb:.0f} MiB of RSS in its first quarter, "
+        f"{d.last_mb:.0f} in its last."
+    ]
 
 
 def _best_per_range(ok: pd.DataFrame) -> list[str]:
     """Consecutive levels with the same leader become one sentence."""
     leaders: list[tuple[int, str, float]] = []
     for level, rows in ok.groupby("concurrency"):
-        best = rows["throughput"].max()
-        tied = rows[rows["throughput"] >= best * (1 - TIE)].sort_values(
-            "throughput", ascending=False
-        )
-        leaders.append((int(str(level)), _and(list(tied["model"])), float(best)))
+        best = rows.sort_values("throughput").iloc[-1]
+        # Tied with the best: within a few percent of it, or its interval reaching the best's
+        # (a lead the repeats cannot tell from noise is no lead).
+        tied = rows[
+            (rows["throughput"] >= best["throughput"] * (1 - TIE))
+            | (rows["throughput_ci_high"] >= best["throughput_ci_low"])
+        ].sort_values("throughput", ascending=False)
+        leaders.append((int(str(level)), _and(list(tied["model"])), float(best["throughput"])))
     sentences = []
     start = 0
     for i in range(1, len(leaders) + 1):

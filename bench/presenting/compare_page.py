@@ -16,10 +16,9 @@ from typing import Any
 import pandas as pd
 
 from bench.analysing.compare import METRIC_NAMES, Change, real_change_rule
-from bench.analysing.verdict import sentences
 from bench.files.results import Results
 from bench.files.run_dir import write_atomically
-from bench.presenting.page import document, escape, table
+from bench.presenting.page import document, escape, script, table, verdict_html
 
 # A regression must stand out at a glance; a level that only one run measured ok is greyed.
 _STYLE = """
@@ -99,7 +98,8 @@ def render_comparison(
         table(_level_records(a, b), _LEVEL_COLUMNS, text=("model", "note")),
         "</section>",
     ]
-    return document(title, body, head=_STYLE)
+    # The report's script: here it sorts the tables (the rest finds nothing to act on).
+    return document(title, body, head=_STYLE, script=script())
 
 
 def _runs_table(a: Results, b: Results, folder: Path) -> str:
@@ -144,9 +144,7 @@ def _verdict_html(results: Results) -> str:
             "<p>No verdict: the run offered an open load (jobs arriving at set rates), and "
             "the verdict chooses among models under a closed one; see its report's findings.</p>"
         )
-    head, *limits = sentences(results.verdict)
-    items = "".join(f"<li>{escape(line)}</li>" for line in limits)
-    return f"<p class='verdict'>{escape(head)}</p><ul class='limits'>{items}</ul>"
+    return verdict_html(results.verdict)
 
 
 def _change_records(changes: Sequence[Change]) -> list[dict[Hashable, Any]]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Hashable
+from importlib import resources
 from typing import Any
 
 import pandas as pd
+
+from bench.analysing.verdict import Verdict, sentences
 
 CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -27,6 +30,12 @@ pre { padding: .7em; overflow-x: auto; font-size: 12px; }
 def escape(text: object) -> str:
     """`text` as HTML, quotes included: every user-supplied string goes through here."""
     return html.escape(str(text), quote=True)
+
+
+def script() -> str:
+    """The pages' script (report.js): toggles, values on hover, the spectrum's level, sortable
+    tables; each part acts only on the elements a page has."""
+    return resources.files("bench.presenting").joinpath("report.js").read_text()
 
 
 def document(title: str, body: list[str], *, head: str = "", script: str = "") -> str:
@@ -85,3 +94,13 @@ def number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
+
+
+def verdict_html(verdict: Verdict) -> str:
+    """A run's verdict: the choice in bold, then what limits each model."""
+    head, *limits = sentences(verdict)
+    items = "".join(f"<li>{escape(line)}</li>" for line in limits)
+    return (
+        f"<p class='verdict'>{escape(head)}</p>"
+        f"<p>What limits each model, at its highest level:</p><ul class='limits'>{items}</ul>"
+    )

@@ -9,18 +9,17 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
-from bench.analysing.findings import findings, open_findings, share_text
+from bench.analysing.findings import KEY_FINDINGS, findings, open_findings, share_text
 from bench.analysing.levels import client_costs, engine_floors, twin_ratios
 from bench.analysing.memory import drifts
 from bench.analysing.overhead import medians as overhead_medians
-from bench.analysing.verdict import sentences
 from bench.files.meta import MicroCost, RunMeta
 from bench.files.results import Results, load_results, write_summary
 from bench.files.run_dir import write_atomically
 from bench.files.scenarios import describe_step
 from bench.presenting import plots
-from bench.presenting.page import document, escape, number, table
-from bench.presenting.svg import TOGGLE_CSS, inline_svg, script, toggles
+from bench.presenting.page import document, escape, number, script, table, verdict_html
+from bench.presenting.svg import TOGGLE_CSS, inline_svg, toggles
 from models.recording import jobs_for
 
 _TABLE_COLUMNS = (
@@ -113,9 +112,7 @@ def render(results: Results) -> str:
         f"<h1>{escape(title)}</h1>",
         f"<p class='sub'>{escape(subtitle)}</p>",
         *_verdict_html(results),
-        "<section id='findings'><h2>Findings</h2><ul class='findings'>",
-        *(f"<li>{escape(sentence)}</li>" for sentence in sentences),
-        "</ul></section>",
+        _findings_html(sentences),
         "<section id='scenario'><h2>Scenario</h2>",
         _scenario_html(results),
         "</section>",
@@ -168,6 +165,23 @@ def _download_html(results: Results) -> str:
     return (
         f"<p><a id='download-csv' download='points.csv' href='data:text/csv;base64,{data}'>"
         "Download every point as CSV</a> (the columns of points.csv).</p>"
+    )
+
+
+def _findings_html(sentences: list[str]) -> str:
+    """The first findings in view; the rest behind a click."""
+    key, more = sentences[:KEY_FINDINGS], sentences[KEY_FINDINGS:]
+    items = "".join(f"<li>{escape(sentence)}</li>" for sentence in key)
+    details = "".join(f"<li>{escape(sentence)}</li>" for sentence in more)
+    return (
+        f"<section id='findings'><h2>Findings</h2><ul class='findings'>{items}</ul>"
+        + (
+            f"<details><summary>{len(more)} more findings</summary>"
+            f"<ul class='findings'>{details}</ul></details>"
+            if more
+            else ""
+        )
+        + "</section>"
     )
 
 
@@ -244,14 +258,7 @@ def _levels(results: Results) -> list[dict[Hashable, Any]]:
 def _verdict_html(results: Results) -> list[str]:
     if results.verdict is None:
         return []
-    head, *limits = sentences(results.verdict)
-    return [
-        "<section id='verdict'><h2>Verdict</h2>",
-        f"<p class='verdict'>{escape(head)}</p>",
-        "<p>What limits each model, at its highest level:</p><ul class='limits'>",
-        *(f"<li>{escape(line)}</li>" for line in limits),
-        "</ul></section>",
-    ]
+    return ["<section id='verdict'><h2>Verdict</h2>", verdict_html(results.verdict), "</section>"]
 
 
 def _twins_html(results: Results) -> list[str]:

@@ -13,7 +13,6 @@ import io
 import json
 import re
 from collections.abc import Sequence
-from importlib import resources
 
 import matplotlib
 import numpy as np
@@ -36,11 +35,6 @@ TOGGLE_CSS = """
 #tip { position: absolute; background: #222; color: #fff; font-size: 12px; padding: 3px 6px;
        border-radius: 3px; pointer-events: none; white-space: pre; }
 """
-
-
-def script() -> str:
-    """The page's script: toggles, values on hover, the spectrum's level, sortable tables."""
-    return resources.files("bench.presenting").joinpath("report.js").read_text()
 
 
 def inline_svg(fig: Figure, name: str) -> str:
