@@ -22,7 +22,7 @@ from bench.measuring.monitor import MAX_SAMPLES, TreeMonitor, _ctx_switches
 
 
 def run(rss_per_s: float, window_s: float = 60.0, in_flight_per_s: float = 0.0) -> list[str]:
-    """A point of `window_s` after a 2 s warm-up, sampled every 0.5 s: its RSS starts at 40 MiB
+    """A point of `window_s` after a 2 s warm-up, sampled every 0.5 s: its RSS starts at 40 MB
     and rises by `rss_per_s`; 100 jobs in flight, rising by `in_flight_per_s`."""
     times = [0.5 * i for i in range(int((window_s + 2.0) / 0.5) + 1)]
     latency_s, summed = [], 0.0
@@ -63,7 +63,7 @@ def run(rss_per_s: float, window_s: float = 60.0, in_flight_per_s: float = 0.0) 
 
 
 def test_memory_that_grows_while_the_work_in_flight_holds_is_named() -> None:
-    (sentence,) = run(rss_per_s=0.5)  # +30 MiB over a minute
+    (sentence,) = run(rss_per_s=0.5)  # +30 MB over a minute
     assert sentence.startswith("asyncio's memory grew over its 60 s window at N=100")
     assert "with 100 and 100 jobs in flight" in sentence
 
@@ -88,6 +88,17 @@ def test_a_long_point_keeps_a_bounded_number_of_samples() -> None:
     assert MAX_SAMPLES // 2 <= len(samples) <= MAX_SAMPLES
     assert all(s.rss_mb > 0 and s.cpu_s > 0 for s in samples)
     assert monitor.usage.pss_peak_mb > 0  # Linux reports it
+    os.close(read)
+    os.close(write)
+
+
+def test_memory_is_read_in_megabytes_as_the_columns_say() -> None:
+    read, write = os.pipe()
+    monitor = TreeMonitor(read, 0.0, 1.0, None)
+    monitor._sample_rss()
+    tree_bytes = sum(process.memory_info().rss for process in monitor.tree)
+    # 10^6 bytes, not MiB: the two differ by 4.9%, far more than the RSS moves between reads.
+    assert monitor.usage.rss_peak_mb == pytest.approx(tree_bytes / 1e6, rel=0.01)
     os.close(read)
     os.close(write)
 

@@ -74,7 +74,7 @@ def _memory(memory: Sequence[Drift], *, grew: bool) -> list[str]:
     if grew:
         return [
             f"{d.model}'s memory grew over its {d.window_s:.0f} s window at N={d.concurrency}: "
-            f"{d.first_mb:.0f} MiB of RSS in its first quarter, {d.last_mb:.0f} in its last "
+            f"{d.first_mb:.0f} MB of RSS in its first quarter, {d.last_mb:.0f} in its last "
             f"(+{d.last_mb / d.first_mb - 1:.0%})"
             + (
                 ""
@@ -91,7 +91,7 @@ def _memory(memory: Sequence[Drift], *, grew: bool) -> list[str]:
     d = max(held, key=lambda d: d.window_s)
     return [
         f"Memory held over the longest window, {d.model}'s {d.window_s:.0f} s at "
-        f"N={d.concurrency}: {d.first_mb:.0f} MiB of RSS in its first quarter, "
+        f"N={d.concurrency}: {d.first_mb:.0f} MB of RSS in its first quarter, "
         f"{d.last_mb:.0f} in its last."
     ]
 

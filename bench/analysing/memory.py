@@ -20,7 +20,7 @@ class Drift:
     model: str
     concurrency: int
     window_s: float
-    first_mb: float  # median RSS over the first quarter, MiB
+    first_mb: float  # median RSS over the first quarter, MB
     last_mb: float
     in_flight: tuple[float, float]  # jobs in flight over each quarter (Little: NaN if unknown)
 

@@ -54,7 +54,7 @@ ONE_CORE = 0.9
 USL_MIN_LEVELS = 4
 
 # Memory over a window: shorter windows say nothing of a slope (allocators and caches fill
-# first). A point's RSS grew when its window's last quarter holds this share and this many MiB
+# first). A point's RSS grew when its window's last quarter holds this share and this many MB
 # more than its first quarter, while its jobs in flight moved less than the flat share.
 LONG_WINDOW_S = 20.0
 GROWTH_SHARE = 0.10

@@ -27,6 +27,8 @@ _SAMPLE_PERIOD_S = 0.2
 # A point keeps at most this many samples of its tree: past it, every other one goes and the
 # period doubles, so an hour's point holds no more than a minute's.
 MAX_SAMPLES = 1024
+# Memory in megabytes, 10^6 bytes, as the columns' "_mb" says (MiB until schema 7).
+BYTES_PER_MB = 1_000_000
 # PSS costs the kernel a walk of each process's pages (0.4 ms for a 30 MiB one): it is read
 # only as often as keeps that walk under this share of the monitor's time.
 _PSS_SHARE = 0.01
@@ -49,8 +51,8 @@ class Sample(NamedTuple):
     """The process tree at one moment of a point, seconds from the window's start."""
 
     at_s: float
-    rss_mb: float  # MiB, over the tree
-    pss_mb: float  # MiB: shared pages split between the processes that map them; NaN: unknown
+    rss_mb: float  # MB, over the tree
+    pss_mb: float  # MB: shared pages split between the processes that map them; NaN: unknown
     cpu_s: float  # the tree's CPU since it started
     jobs: float  # jobs ended so far (closed load; NaN for open)
     latency_s: float  # their summed latencies: the slope of this over time is the jobs in flight
@@ -255,7 +257,7 @@ class TreeMonitor(threading.Thread):
         self.tree = [self.process, *self.process.children(recursive=True)]
         rss = sum(_quietly(lambda p: p.memory_info().rss, proc, 0) for proc in self.tree)
         usage = self.usage
-        usage.rss_peak_mb = max(usage.rss_peak_mb, rss / 2**20)
+        usage.rss_peak_mb = max(usage.rss_peak_mb, rss / BYTES_PER_MB)
         pss = math.nan
         if now_s >= self.pss_next_s:
             pss = math.fsum(_pss_mb(proc.pid) for proc in self.tree)
@@ -271,7 +273,7 @@ class TreeMonitor(threading.Thread):
         if self.stall is not None:
             jobs, latency_s = self.stall.ledger.totals()
         at_s = now_s - usage.started_s
-        usage.samples.append(Sample(at_s, rss / 2**20, pss, cpu, jobs, latency_s))
+        usage.samples.append(Sample(at_s, rss / BYTES_PER_MB, pss, cpu, jobs, latency_s))
         if len(usage.samples) > MAX_SAMPLES:
             usage.samples = usage.samples[::2]
             self.sample_period_s *= 2.0
@@ -300,13 +302,13 @@ def _quietly(read: Any, proc: psutil.Process, default: Any) -> Any:
 
 
 def _pss_mb(pid: int) -> float:
-    """A process's proportional set size in MiB, from the kernel's one-line rollup (Linux 4.14
+    """A process's proportional set size in MB, from the kernel's one-line rollup (Linux 4.14
     on), so it is cheap to read; NaN where there is none."""
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
             for line in rollup:
                 if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) / 1024.0
+                    return int(line.split()[1]) * 1024 / BYTES_PER_MB  # kB: KiB
     except OSError:
         pass
     return math.nan

@@ -251,7 +251,7 @@ def memory(results: Results) -> Figure:
         opens_s = float(point["warmup_s"])
         ax.axvspan(opens_s, opens_s + float(point["elapsed_s"]), color=colour, alpha=0.06)
     ax.set_xlabel("seconds from the point's start (its measured window shaded)")
-    ax.set_ylabel("MiB")
+    ax.set_ylabel("memory (MB)")
     ax.set_ylim(bottom=0)
     ax.set_title("Memory of the process tree over each long point")
     ax.legend(fontsize="small")
