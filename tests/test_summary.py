@@ -179,6 +179,28 @@ def test_the_verdict_names_a_clear_winner_and_what_limits_each_model() -> None:
     assert "at N=8 with p99 within 100 ms (p99 40.0 ms)." in head
 
 
+def test_a_model_held_at_the_hottest_locks_rate_names_the_lock() -> None:
+    held = verdict_rows("asyncio", [95.0, 96.0, 94.0], 40.0, efficiency=0.95, bound=100.0)
+    verdict = decide(per_level(held), 2, slo_ms=100.0, lock_bound_per_s=100.0)
+    assert verdict.limits == {
+        "asyncio": "a lock: the hottest product's lock lets 100.0 jobs/s through, and it kept "
+        "up with that at N=8"
+    }
+    users = decide(per_level(held), 2, slo_ms=100.0, lock_bound_per_s=400.0)  # not the lock
+    assert users.limits["asyncio"].startswith("too few users")
+
+
+def test_cores_shared_with_the_latency_service_are_named_as_full() -> None:
+    full = verdict_rows("processes", [300.0], 40.0, cpu_util=1.65, efficiency=0.8)
+    verdict = decide(per_level(full.assign(service_cpu_util=0.3)), 2, slo_ms=100.0)
+    assert verdict.limits["processes"] == (
+        "all 2 cores were busy: 1.65 with the jobs' work and 0.30 with the latency service on "
+        "the same machine (--service moves it to another)"
+    )
+    spare = decide(per_level(full.assign(service_cpu_util=0.1)), 2, slo_ms=100.0)
+    assert spare.limits["processes"].startswith("waiting or scheduling: 1.65 of 2 cores")
+
+
 def test_the_verdict_ties_models_within_noise() -> None:
     one = verdict_rows("asyncio", [500.0, 400.0, 600.0], 40.0)
     other = verdict_rows("uvloop", [480.0, 380.0, 580.0], 40.0)

@@ -50,8 +50,11 @@ class Verdict:
     limits: dict[str, str]
 
 
-def decide(levels: pd.DataFrame, cores: int, slo_ms: float) -> Verdict:
-    """The verdict of the per-level table at a p99 target of `slo_ms`."""
+def decide(
+    levels: pd.DataFrame, cores: int, slo_ms: float, lock_bound_per_s: float = math.inf
+) -> Verdict:
+    """The verdict of the per-level table at a p99 target of `slo_ms` (`lock_bound_per_s`: the
+    bound's hottest-lock term, successful jobs per second; inf without a lock)."""
     ok = levels[(levels["status"] == "ok") & levels["rate"].isna()]
     within = ok[ok["latency_p99_ms"].notna() & (ok["latency_p99_ms"] <= slo_ms)]
     choices = [
@@ -62,7 +65,7 @@ def decide(levels: pd.DataFrame, cores: int, slo_ms: float) -> Verdict:
     best = choices[0] if choices else None
     tied = tuple(c for c in choices[1:] if best is not None and not best.beats(c))
     limits = {
-        str(model): limit(rows.sort_values("concurrency").iloc[-1], cores)
+        str(model): limit(rows.sort_values("concurrency").iloc[-1], cores, lock_bound_per_s)
         for model, rows in ok.groupby("model", sort=False)
     }
     return Verdict(slo_ms, best, tied, limits)
@@ -79,9 +82,10 @@ def _choice(row: pd.Series[float]) -> Choice:
     )
 
 
-def limit(row: pd.Series[float], cores: int) -> str:
+def limit(row: pd.Series[float], cores: int, lock_bound_per_s: float = math.inf) -> str:
     """What held a model back at its highest level (`row`, its medians), from what was
-    measured there: its users, the machine's cores, one core, the GIL, the engine, or waiting."""
+    measured there: its users, the hottest lock (when the bound there is `lock_bound_per_s`),
+    the machine's cores, one core, the GIL, the engine, or waiting."""
     model, cpu = str(row["model"]), float(row["cpu_util"])
     entry = registered(model)
     n = int(row["concurrency"])
@@ -94,6 +98,20 @@ def limit(row: pd.Series[float], cores: int) -> str:
                 "messages, the broker): see the engines' floor"
             )
         return f"all {cores} cores were busy: the CPU work of the jobs is the limit"
+    # The run's own latency service shares the machine: with it, the cores may be full.
+    service = float(row.get("service_cpu_util", math.nan))
+    if not math.isnan(service) and cpu + service >= ONE_CORE * cores:
+        return (
+            f"all {cores} cores were busy: {cpu:.2f} with the jobs' work and {service:.2f} with "
+            "the latency service on the same machine (--service moves it to another)"
+        )
+    if float(row["efficiency"]) >= _KEPT_UP and float(row["bound"]) >= lock_bound_per_s * (
+        1 - 1e-9
+    ):
+        return (
+            f"a lock: the hottest product's lock lets {lock_bound_per_s:.1f} jobs/s through, "
+            f"and it kept up with that at N={n}"
+        )
     if float(row["efficiency"]) >= _KEPT_UP:
         return f"too few users: it kept up with the bound at N={n}; a higher N serves more"
     if cpu >= ONE_CORE and entry is not None and entry.one_loop:

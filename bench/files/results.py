@@ -58,7 +58,9 @@ class Results:
         slo_ms = self.meta.config.slo_ms
         if slo_ms is None:
             slo_ms = DEFAULT_SLO_PATHS * self.meta.scenario.critical_path_ms()
-        return decide(self.levels, self.meta.cores, slo_ms)
+        scenario = self.meta.scenario
+        lock_bound = scenario.lock_limit_per_s() * scenario.success_rate()
+        return decide(self.levels, self.meta.cores, slo_ms, lock_bound)
 
     @functools.cached_property
     def fits(self) -> dict[str, UslFit]:
