@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from bench.files.run_dir import (
     write_meta,
 )
 from bench.files.scenarios import resolve_scenario
+from bench.measuring import database as database_module
 from bench.measuring.engines import check_engines, describe_engines, make_engine
 from bench.measuring.environment import (
     describe_machine,
@@ -51,6 +53,8 @@ from bench.measuring.sweep import MOST_ARRIVALS, Progress, SweepConfig, run_swee
 from bench.presenting.report import write_report
 from bench.version import __version__
 from models import MODELS, pairs, split_label, web
+from models.db import DRIVERS
+from models.db import version as db_version
 from models.workload import Scenario, calibrate
 
 # A full run: 7 models x 4 levels (the fewest a scalability fit needs) x 2 repeats in its 5
@@ -74,9 +78,9 @@ MICRO_SCALE = 0.2
 # Threads beyond ~1000 mostly measure the kernel's scheduler and 8 MiB stacks per thread;
 # raise --max-threads to go further.
 DEFAULT_MAX_THREADS = 1024
-TRANSPORTS = ("tcp", "sleep", "http")
+TRANSPORTS = ("tcp", "sleep", "http", "postgres")
 # What one run may hold together: the models over tcp beside their HTTP stacks.
-_TRANSPORT_SETS = ({"tcp"}, {"sleep"}, {"http"}, {"tcp", "http"})
+_TRANSPORT_SETS = ({"tcp"}, {"sleep"}, {"http"}, {"postgres"}, {"tcp", "http"}, {"tcp", "postgres"})
 LOADS = ("closed", "open")
 ARRIVALS = ("constant", "poisson")
 # Open load: the in-flight cap, high enough that the async models' knees are theirs, not the cap's.
@@ -107,6 +111,8 @@ def run(
     dask_address: str | None = None,
     broker: str | None = None,
     result_backend: str | None = None,
+    database: str | None = None,
+    db_pool: int | None = None,
     quick: bool = False,
     budget_s: float | None = None,
     begun_s: float | None = None,
@@ -134,6 +140,9 @@ def run(
     celery models' jobs to workers the user runs; without them each point starts its own.
     `overhead` also holds each model that has a bare loop to it (`overhead`), on the run's
     transport, after the sweep; the rows go to the run's overhead.csv.
+    With `transport="postgres"` (or "tcp,postgres") the stock is in PostgreSQL: `database`
+    (a postgresql:// URL) if given, else a private cluster the run starts; each process's
+    pools hold `db_pool` connections in all (default: one per user).
     Raises `BenchError` for bad arguments, before anything runs.
     """
     begun_s = time.time() if begun_s is None else begun_s
@@ -146,6 +155,7 @@ def run(
     rates = check_rates(load, rate, arrivals)
     interpreters = tuple(check_runtime(probe(path)) for path in dict.fromkeys(python))
     scenario_spec = _check_succeeds(resolve_scenario(scenario))
+    _check_database(transports, scenario_spec, database, db_pool)
     slo = _check_slo(slo_ms, scenario_spec)
     default_levels = DEFAULT_OPEN_CONCURRENCY if load == "open" else DEFAULT_CONCURRENCY
     levels = check_concurrency(
@@ -187,6 +197,7 @@ def run(
         interpreters=interpreters,
         engine=engine,
         budget_s=budget,
+        db_pool=db_pool,
     )
     _check_arrivals(config)
     progress = progress or Progress()
@@ -195,60 +206,67 @@ def run(
     if address is not None:
         check_reachable(address)
     check_engines(engine, config.models)
-    calibration = calibrate()
-    micro = _quick_micro()
-    # Only now, so that Ctrl-C during the set-up above leaves no run without its meta.json.
-    run_dir = new_run_dir(Path(out), config.scenario.name, now)
-    progress.on_run_dir(run_dir)
-    meta = RunMeta(
-        scenario=config.scenario,
-        schema_version=SCHEMA_VERSION,
-        created=now.isoformat(timespec="seconds"),
-        command=tuple(command),
-        suite_version=__version__,
-        suite_commit=suite_commit(),
-        machine=describe_machine(),
-        python=describe_python(),
-        packages=package_versions(),
-        processes_start_method=MODELS["processes"].start_method,
-        interpreters=interpreters or (own(),),
-        calibration=calibration,
-        micro=micro,
-        config=RunConfig(
-            load=load,
-            rates=(rates or "auto") if load == "open" else None,
-            arrivals=arrivals if load == "open" else None,
-            slo_ms=slo,
-            transport=config.transport,
-            service=service if service else (None if transport == "sleep" else "local"),
-            models=config.models,
-            concurrency=config.concurrency,
-            warmup_s=None if budget else config.warmup_s,
-            duration_s=None if budget else config.duration_s,
-            budget_s=budget,
-            seed=config.seed,
-            repeat=config.repeat,
-            max_processes=config.max_processes,
-            max_threads=config.max_threads,
-            point_timeout_s=None if budget else config.point_timeout_s(),
-            cores=cores,
-        ),
-        engines=describe_engines(engine, config.models),
-        http_clients=describe_clients(config),
-    )
-    write_meta(run_dir, meta)
-    writer = PointsWriter(run_dir)
+    # Before the run's folder: a --database that cannot be reached is bad input, not a run.
+    store = _open_database(config, database)
+    if store is not None:
+        config = dataclasses.replace(config, database=store.database)
+    elif "postgres" in transports:  # no server to be had: its points are skipped, saying why
+        config = dataclasses.replace(config, database_missing=database_module.MISSING)
+    with _closed_on_error(store):
+        calibration = calibrate()
+        micro = _quick_micro()
+        # Only now, so that Ctrl-C during the set-up above leaves no run without its meta.json.
+        run_dir = new_run_dir(Path(out), config.scenario.name, now)
+        progress.on_run_dir(run_dir)
+        meta = RunMeta(
+            scenario=config.scenario,
+            schema_version=SCHEMA_VERSION,
+            created=now.isoformat(timespec="seconds"),
+            command=tuple(command),
+            suite_version=__version__,
+            suite_commit=suite_commit(),
+            machine=describe_machine(),
+            python=describe_python(),
+            packages=package_versions(),
+            processes_start_method=MODELS["processes"].start_method,
+            interpreters=interpreters or (own(),),
+            calibration=calibration,
+            micro=micro,
+            config=RunConfig(
+                load=load,
+                rates=(rates or "auto") if load == "open" else None,
+                arrivals=arrivals if load == "open" else None,
+                slo_ms=slo,
+                transport=config.transport,
+                service=service if service else (None if transport == "sleep" else "local"),
+                models=config.models,
+                concurrency=config.concurrency,
+                warmup_s=None if budget else config.warmup_s,
+                duration_s=None if budget else config.duration_s,
+                budget_s=budget,
+                seed=config.seed,
+                repeat=config.repeat,
+                max_processes=config.max_processes,
+                max_threads=config.max_threads,
+                point_timeout_s=None if budget else config.point_timeout_s(),
+                cores=cores,
+            ),
+            engines=describe_engines(engine, config.models) | _describe_database(config, database),
+            http_clients=describe_clients(config),
+        )
+        write_meta(run_dir, meta)
+        writer = PointsWriter(run_dir)
 
-    def keep(point: Point) -> None:
-        writer.append(point)
-        progress.on_point(point)
+        def keep(point: Point) -> None:
+            writer.append(point)
+            progress.on_point(point)
 
-    server = None if transport == "sleep" else Service(address) if address else LocalService()
-    advice: list[float] = []
-    if budget is not None:  # what is left of it once the set-up is done, less the report's
-        left_s = budget - (time.time() - begun_s) - _REPORT_S
-        config = dataclasses.replace(config, budget_s=max(0.0, left_s))
-        progress.on_deadline(time.time() + left_s + _REPORT_S)
+        server = None if transport == "sleep" else Service(address) if address else LocalService()
+        advice: list[float] = []
+        if budget is not None:  # what is left of it once the set-up is done, less the report's
+            left_s = budget - (time.time() - begun_s) - _REPORT_S
+            config = dataclasses.replace(config, budget_s=max(0.0, left_s))
+            progress.on_deadline(time.time() + left_s + _REPORT_S)
     try:
         run_sweep(config, calibration, cores, progress.on_start, keep, server, advice.append)
         wire_models = [label for label in config.models if split_label(label)[1] is None]
@@ -263,6 +281,8 @@ def run(
     finally:
         if server is not None:
             server.close()
+        if store is not None:
+            store.close()
     finished = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     budget_advice = None
     if advice and budget is not None:  # the points' time, the set-up and the report: in minutes
@@ -412,6 +432,85 @@ def _check_slo(slo_ms: float | None, scenario: Scenario) -> float:
     return slo_ms
 
 
+def _check_database(
+    transports: Sequence[str], scenario: Scenario, database: str | None, db_pool: int | None
+) -> None:
+    """Raise UsageError unless the database flags fit the run: its stock must be all in the
+    database (every locked step an I/O step routed there), and a URL must be PostgreSQL's."""
+    if "postgres" not in transports:
+        if database is not None or db_pool is not None:
+            raise UsageError(
+                "--database and --db-pool are for the stock in PostgreSQL; give --transport "
+                "postgres (or tcp,postgres)"
+            )
+        return
+    if database is not None and not database.startswith(("postgresql://", "postgres://")):
+        raise UsageError(
+            f"--database {database!r} is not a PostgreSQL URL; give postgresql://USER@HOST/DB"
+        )
+    if db_pool is not None:
+        _check_positive("--db-pool", db_pool)
+    if not scenario.routes("postgres"):
+        raise UsageError(
+            f"scenario {scenario.name!r} sends no step to the database; over postgres give one "
+            'whose steps say via = "postgres" (ecommerce reserves its stock there)'
+        )
+    locked = [s.name for s in scenario.steps() if s.lock and getattr(s, "via", "") != "postgres"]
+    if locked:
+        raise UsageError(
+            f"scenario {scenario.name!r} locks stock in steps not routed to the database "
+            f'({", ".join(locked)}); with the stock in PostgreSQL give them via = "postgres"'
+        )
+
+
+def _describe_database(config: SweepConfig, url: str | None) -> dict[str, dict[str, str]]:
+    """The database of a run with the stock in PostgreSQL, for meta.json: the server, the
+    pools and each driver's version."""
+    drivers = sorted({d for label in config.models if (d := split_label(label)[1]) in DRIVERS})
+    if not drivers:
+        return {}
+    return {
+        "postgres": {
+            "server": "a private cluster the run started (initdb, loopback)"
+            if url is None
+            else database_module.without_password(url),
+            "pool": f"{config.db_pool} connections per point across its processes"
+            if config.db_pool
+            else "one connection per user each process serves",
+            **{driver: db_version(driver) or "not installed" for driver in drivers},
+        }
+    }
+
+
+@contextlib.contextmanager
+def _closed_on_error(
+    store: database_module.LocalDatabase | database_module.UserDatabase | None,
+) -> Iterator[None]:
+    """Close the run's database if what follows fails (once the sweep runs, its `finally`
+    closes it)."""
+    try:
+        yield
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+
+
+def _open_database(
+    config: SweepConfig, url: str | None
+) -> database_module.LocalDatabase | database_module.UserDatabase | None:
+    """The run's database when some point needs one: the user's (`url`), else a private
+    cluster sized for every pool of a point; None when PostgreSQL is not installed."""
+    if not any(split_label(label)[1] in DRIVERS for label in config.models):
+        return None
+    if url is not None:
+        return database_module.UserDatabase(url)
+    if database_module.server_programs() is None:
+        return None
+    connections = config.db_pool or max(config.concurrency) * config.scenario.max_io_width()
+    return database_module.LocalDatabase(connections)
+
+
 def check_transports(transport: str) -> tuple[str, ...]:
     """The transports of `--transport` ("tcp,http": the models over tcp, then over HTTP)."""
     parts = tuple(dict.fromkeys(part.strip() for part in transport.split(",")))
@@ -423,49 +522,58 @@ def check_transports(transport: str) -> tuple[str, ...]:
     if set(parts) not in _TRANSPORT_SETS:
         raise UsageError(
             f"--transport {transport!r} cannot run in one run; give one of "
-            f"{', '.join(TRANSPORTS)}, or tcp,http"
+            f"{', '.join(TRANSPORTS)}, tcp,http or tcp,postgres"
         )
     return tuple(t for t in TRANSPORTS if t in parts)
 
 
 def check_labels(names: Sequence[str], transports: Sequence[str]) -> tuple[str, ...]:
     """The points' models, checked: over tcp or sleep each model by name, over http each with
-    its HTTP client ("asyncio+aiohttp"; a plain name takes the model's first client)."""
+    its HTTP client ("asyncio+aiohttp"), over postgres each with its database driver
+    ("asyncio+asyncpg"); a plain name takes the model's first."""
     if not names:
         raise UsageError(f"no models given; choose from: {', '.join(MODELS)}")
     labels = []
     for transport in transports:
         for label in names:
-            name, client = split_label(label)
+            name, stack = split_label(label)
             if name not in MODELS:
                 raise UnknownNameError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
-            clients = MODELS[name].clients
-            if transport != "http":
-                if client is not None and "http" not in transports:
+            kind = "database driver" if transport == "postgres" else "HTTP client"
+            stacks = MODELS[name].drivers if transport == "postgres" else MODELS[name].clients
+            if transport not in _STACKED:
+                if stack is not None and not set(_STACKED) & set(transports):
+                    named = "postgres" if stack in MODELS[name].drivers else "http"
                     raise UsageError(
-                        f"{label!r} names an HTTP client; give --transport http (or tcp,http)"
+                        f"{label!r} names "
+                        + ("a database driver" if named == "postgres" else "an HTTP client")
+                        + f"; give --transport {named} (or tcp,{named})"
                     )
                 labels.append(name)
-            elif not clients:
-                raise UsageError(
-                    f"{name} makes no HTTP calls here; over http choose from: {', '.join(pairs())}"
-                )
-            elif client is None:
-                labels.append(f"{name}+{clients[0]}")
-            elif client not in clients:
+            elif stack is not None and stack not in stacks:
                 raise UnknownNameError(
-                    f"{name} has no HTTP client {client!r}; choose from: "
-                    + ", ".join(f"{name}+{c}" for c in clients)
+                    f"{name} has no {kind} {stack!r}; choose from: "
+                    + (", ".join(f"{name}+{c}" for c in stacks) or "none")
+                )
+            elif not stacks:
+                missing = "makes no HTTP calls" if transport == "http" else "has no database driver"
+                raise UsageError(
+                    f"{name} {missing} here; over {transport} choose from: "
+                    + ", ".join(pairs(transport))
                 )
             else:
-                labels.append(label)
+                labels.append(f"{name}+{stack or stacks[0]}")
     return tuple(dict.fromkeys(labels))
+
+
+# The transports whose points name a stack: an HTTP client, or a database driver.
+_STACKED = ("http", "postgres")
 
 
 def describe_clients(config: SweepConfig) -> dict[str, dict[str, str]]:
     """The HTTP clients of the run, for meta.json: each one's version, and its pool as the
     suite sized it beside the library's default."""
-    clients = {client for label in config.models if (client := split_label(label)[1])}
+    clients = {c for label in config.models if (c := split_label(label)[1]) in web.POOLS}
     return {
         client: {
             "version": web.version(client) or "not installed",

@@ -28,12 +28,13 @@ from bench.files.run_dir import check_out_dir
 from bench.files.scenarios import describe_scenario, resolve_scenario
 from bench.measuring import interpreters
 from bench.measuring import overhead as overhead_study
+from bench.measuring.database import INSTALL, server_programs
 from bench.measuring.environment import usable_cores
 from bench.measuring.micro import run_micro
 from bench.measuring.service import run_service
 from bench.presenting.report import build_report
 from bench.presenting.terminal import Display, overhead_table
-from models import MODELS, web
+from models import MODELS, Model, db, web
 from models.recording import jobs_for
 from models.scenarios import SCENARIOS
 
@@ -94,8 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="tcp",
         help="how jobs wait: tcp (round trips to the latency service, default), sleep (each "
         "runtime's timer: pure scheduling cost), http (HTTP requests to the service through a "
-        "client library: name pairs such as asyncio+aiohttp in --models, see `bench list`), or "
-        "tcp,http (both, side by side)",
+        "client library: name pairs such as asyncio+aiohttp in --models, see `bench list`), "
+        "postgres (the stock in PostgreSQL, each model through its database driver: pairs such "
+        "as asyncio+asyncpg; the other steps over tcp), or tcp,http or tcp,postgres (side by "
+        "side)",
+    )
+    run.add_argument(
+        "--database",
+        metavar="postgresql://USER@HOST/DB",
+        help="with postgres: your own server, the suite's table in a schema of its own that is "
+        "dropped afterwards (default: a private cluster the run starts and stops)",
+    )
+    run.add_argument(
+        "--db-pool",
+        type=int,
+        metavar="N",
+        help="with postgres: connections in all of a point's pools (default: one per user)",
     )
     run.add_argument(
         "--service",
@@ -325,6 +340,8 @@ def _run(args: argparse.Namespace) -> int:
             dask_address=args.dask_address,
             broker=args.broker,
             result_backend=args.result_backend,
+            database=args.database,
+            db_pool=args.db_pool,
             quick=args.quick,
             budget_s=_parse_seconds("--budget", args.budget) if args.budget is not None else None,
             overhead=args.overhead,
@@ -523,13 +540,10 @@ def _list(args: argparse.Namespace) -> int:
         note = "" if model.available() else f"  (needs {model.requires})"
         print(f"  {name:<17}{' ' if model.default else '*'} {model.description}{note}")
     print("over --transport http, each model with an HTTP client (the first is a plain name's):")
-    for name, model in MODELS.items():
-        if model.clients:
-            stacks = ", ".join(
-                f"{name}+{client}" + ("" if web.version(client) else " (not installed)")
-                for client in model.clients
-            )
-            print(f"  {name:<18} {stacks}")
+    _print_stacks(lambda model: model.clients, web.version)
+    postgres = "" if server_programs() else f" (PostgreSQL not installed: `{INSTALL}`)"
+    print(f"over --transport postgres, each model with a database driver{postgres}:")
+    _print_stacks(lambda model: model.drivers, db.version)
     print("scenarios (critical path, CPU per job, bound at N=1 on this machine; mean times):")
     for name, scenario in SCENARIOS.items():
         print(
@@ -547,6 +561,20 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_stacks(
+    stacks_of: Callable[[Model], tuple[str, ...]], version: Callable[[str], str]
+) -> None:
+    """Each model's stacks (`stacks_of` it: HTTP clients or database drivers), marking those
+    whose library is not installed."""
+    for name, model in MODELS.items():
+        if stacks := stacks_of(model):
+            listed = ", ".join(
+                f"{name}+{stack}" + ("" if version(stack) else " (not installed)")
+                for stack in stacks
+            )
+            print(f"  {name:<18} {listed}")
+
+
 def _list_json() -> dict[str, Any]:
     """What `bench list` prints, as data."""
     return {
@@ -560,6 +588,10 @@ def _list_json() -> dict[str, Any]:
                 "clients": [
                     {"name": client, "version": web.version(client) or None}
                     for client in model.clients
+                ],
+                "drivers": [
+                    {"name": driver, "version": db.version(driver) or None}
+                    for driver in model.drivers
                 ],
             }
             for name, model in MODELS.items()

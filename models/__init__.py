@@ -41,6 +41,9 @@ class Model:
     # The HTTP client libraries it runs with over `--transport http` (`models.web`), the one
     # a plain name means first; () for none.
     clients: tuple[str, ...] = ()
+    # The database drivers it runs with over `--transport postgres` (`models.db`), the one a
+    # plain name means first; () for none.
+    drivers: tuple[str, ...] = ()
 
     def available(self) -> bool:
         """Whether this platform can run the model."""
@@ -79,6 +82,11 @@ _FORKSERVER: Final = "forkserver"
 # written on anyio; aiohttp is asyncio's own).
 _BLOCKING_CLIENTS = ("requests", "httpx")
 _ASYNCIO_CLIENTS = ("aiohttp", "httpx")
+# The database drivers of each ecosystem (`models.db`): psycopg for blocking code, asyncpg and
+# psycopg's asyncio API on asyncio; on trio and under anyio psycopg's blocking API in threads
+# (neither asyncio driver runs on trio).
+_BLOCKING_DRIVERS = ("psycopg",)
+_ASYNCIO_DRIVERS = ("asyncpg", "psycopg")
 # Blocking models that run an engine's steps in one process, the first found is the reference.
 _ENGINE_REFERENCES = ("threads", "sync")
 
@@ -94,6 +102,7 @@ MODELS: dict[str, Model] = {
             colour="#7f7f7f",
             bare="sync",
             clients=_BLOCKING_CLIENTS,
+            drivers=_BLOCKING_DRIVERS,
         ),
         Model(
             "threads",
@@ -103,6 +112,7 @@ MODELS: dict[str, Model] = {
             colour="#1f77b4",
             bare="threads",
             clients=_BLOCKING_CLIENTS,
+            drivers=_BLOCKING_DRIVERS,
         ),
         Model(
             "processes",
@@ -113,6 +123,7 @@ MODELS: dict[str, Model] = {
             colour="#ff7f0e",
             bare="processes",
             clients=_BLOCKING_CLIENTS,
+            drivers=_BLOCKING_DRIVERS,
         ),
         Model(
             "asyncio",
@@ -122,6 +133,7 @@ MODELS: dict[str, Model] = {
             colour="#2ca02c",
             bare="asyncio",
             clients=_ASYNCIO_CLIENTS,
+            drivers=_ASYNCIO_DRIVERS,
         ),
         Model(
             "uvloop",
@@ -133,6 +145,7 @@ MODELS: dict[str, Model] = {
             colour="#17becf",
             bare="asyncio",
             clients=_ASYNCIO_CLIENTS,
+            drivers=_ASYNCIO_DRIVERS,
         ),
         Model(
             "trio",
@@ -142,6 +155,7 @@ MODELS: dict[str, Model] = {
             colour="#9467bd",
             bare="trio",
             clients=("httpx",),
+            drivers=_BLOCKING_DRIVERS,
         ),
         Model(
             "processes-asyncio",
@@ -151,6 +165,7 @@ MODELS: dict[str, Model] = {
             colour="#d62728",
             bare="processes-asyncio",
             clients=_ASYNCIO_CLIENTS,
+            drivers=_ASYNCIO_DRIVERS,
         ),
         Model(
             "dask",
@@ -183,6 +198,7 @@ MODELS: dict[str, Model] = {
             colour="#98df8a",
             bare="anyio",
             clients=("httpx",),
+            drivers=_BLOCKING_DRIVERS,
         ),
         Model(
             "anyio-uvloop",
@@ -196,6 +212,7 @@ MODELS: dict[str, Model] = {
             colour="#9edae5",
             bare="anyio",
             clients=("httpx",),
+            drivers=_BLOCKING_DRIVERS,
         ),
         Model(
             "anyio-trio",
@@ -208,6 +225,7 @@ MODELS: dict[str, Model] = {
             colour="#c5b0d5",
             bare="anyio",
             clients=("httpx",),
+            drivers=_BLOCKING_DRIVERS,
         ),
     )
 }
@@ -221,12 +239,18 @@ def registered(label: str) -> Model | None:
 
 
 def split_label(label: str) -> tuple[str, str | None]:
-    """A point's model label as its model and HTTP client ("asyncio+aiohttp": asyncio, aiohttp;
-    "asyncio": asyncio, None; an interpreter's tag, " @3.13.5t", left out)."""
+    """A point's model label as its model and its HTTP client or database driver
+    ("asyncio+aiohttp": asyncio, aiohttp; "asyncio": asyncio, None; an interpreter's tag,
+    " @3.13.5t", left out)."""
     name, _, client = label.split(" @")[0].partition("+")
     return name, client or None
 
 
-def pairs() -> list[str]:
-    """Every model with every HTTP client it runs with, as points name them."""
-    return [f"{name}+{client}" for name, model in MODELS.items() for client in model.clients]
+def pairs(transport: str = "http") -> list[str]:
+    """Every model with every HTTP client (or, over postgres, database driver) it runs with, as
+    points name them."""
+    return [
+        f"{name}+{stack}"
+        for name, model in MODELS.items()
+        for stack in (model.drivers if transport == "postgres" else model.clients)
+    ]

@@ -13,7 +13,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.buffered import BufferedByteStream
 
-from models import web
+from models import db, web
 from models.load import Record, Tally, Window, whole
 from models.wire import RESPONSE, check_answer, encode_request
 from models.workload import (
@@ -49,6 +49,11 @@ class Shared:
     idle: list[BufferedByteStream]  # the connection pool
     handed_off: TaskGroup  # background steps run here, outliving their jobs
     client: web.AsyncClient | None = None  # the HTTP client library of steps via "http"
+    # The database's pool, for steps via "postgres": psycopg's blocking API in anyio's worker
+    # threads (no asyncio driver runs on trio), as many as tries may be in flight, so a try
+    # waits for a connection in the pool, not for a thread.
+    db: db.BlockingStock | None = None
+    threads: anyio.CapacityLimiter | None = None
 
 
 def run(window: Window, backend: str = "asyncio") -> Tally:
@@ -61,19 +66,24 @@ async def start_users(window: Window) -> Tally:
     """Open the connections, start one task per user, wait for them and for background work."""
     part = whole(window, anyio.Lock)
     idle: list[BufferedByteStream] = []
+    tally = Tally()
     try:
-        async with anyio.create_task_group() as handed_off:  # exits once background work ends
-            shared = Shared(window, Tally(), part.locks, part.stock, idle, handed_off)
-            if window.service is not None:
-                for _ in range(window.wire_connections(len(part.users))):
-                    idle.append(BufferedByteStream(await anyio.connect_tcp(*window.service)))
-            window = window.start(shared.tally, at_s=part.start())
-            async with (
-                web.open_client(window, len(part.users)) as shared.client,
-                anyio.create_task_group() as users,
-            ):
-                for user in part.users:
-                    users.start_soon(serve, window, user, part.take, shared)
+        with db.open_blocking(window, tally, len(part.users)) as stock:
+            async with anyio.create_task_group() as handed_off:  # exits once background work ends
+                shared = Shared(window, tally, part.locks, part.stock, idle, handed_off, db=stock)
+                shared.threads = anyio.CapacityLimiter(
+                    window.concurrency * window.scenario.max_io_width()
+                )
+                if window.service is not None:
+                    for _ in range(window.wire_connections(len(part.users))):
+                        idle.append(BufferedByteStream(await anyio.connect_tcp(*window.service)))
+                window = window.start(shared.tally, at_s=part.start())
+                async with (
+                    web.open_client(window, len(part.users)) as shared.client,
+                    anyio.create_task_group() as users,
+                ):
+                    for user in part.users:
+                        users.start_soon(serve, window, user, part.take, shared)
     finally:
         for stream in idle:
             await stream.aclose()
@@ -142,7 +152,7 @@ async def hand_off(action: Action, shared: Shared) -> None:
 
 async def run_step(action: Action, shared: Shared) -> int:
     """Run one step; a step that updates stock reads, works and writes under its product's lock."""
-    if action.product is None:
+    if action.product is None or shared.db is not None:  # the row lock is the database's
         return await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
     async with shared.locks[action.product]:
         level = shared.stock[action.product]
@@ -164,13 +174,18 @@ async def run_attempts(wait: Wait, shared: Shared) -> int:
 
 async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
     """One try: an HTTP request through the client library (with its own pool and timeout),
-    or a round trip on a pooled stream (or anyio's timer), cancelled at the timeout
-    (`fail_after` raises TimeoutError). Returns the response's size."""
+    or a transaction through the database's pool, or a round trip on a pooled stream (or
+    anyio's timer), cancelled at the timeout (`fail_after` raises TimeoutError). Returns the
+    response's size."""
     if shared.client is not None and wait.via == "http":
         return await shared.client.call(wait, attempt)
     # A step without a timeout gets no cancel scope: a scope costs even when it never fires.
     limit = contextlib.nullcontext() if wait.timeout_s is None else anyio.fail_after(wait.timeout_s)
     with limit:
+        if shared.db is not None and wait.via == "postgres":  # at the timeout, the server cancels
+            return await anyio.to_thread.run_sync(
+                shared.db.call, wait, attempt, limiter=shared.threads
+            )
         if shared.window.service is None:
             await anyio.sleep(attempt.seconds)
             failed, size = attempt.fails, wait.response_bytes

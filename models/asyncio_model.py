@@ -10,7 +10,7 @@ from collections.abc import Callable, MutableSequence, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
-from models import web
+from models import db, web
 from models.load import Part, Record, Tally, Window, whole
 from models.wire import RESPONSE, check_answer, encode_request
 from models.workload import (
@@ -41,6 +41,7 @@ class Shared:
     idle: list[Connection] = field(default_factory=list)  # the connection pool
     handed_off: set[asyncio.Task[None]] = field(default_factory=set)  # background steps
     client: web.AsyncClient | None = None  # the HTTP client library of steps via "http"
+    db: db.AsyncStock | None = None  # the database's pool, for steps via "postgres"
 
 
 def run(
@@ -57,21 +58,23 @@ def run(
 async def start_users(window: Window, part: Part | None = None) -> Tally:
     """Open the connections, start one task per user, wait for them and for background work."""
     part = part or whole(window, asyncio.Lock)
-    shared = Shared(window, Tally(), part.locks, part.stock)
-    if window.service is not None:
-        for _ in range(window.wire_connections(len(part.users))):
-            shared.idle.append(await asyncio.open_connection(*window.service))
-    window = window.start(shared.tally, at_s=part.start())
-    try:
-        async with web.open_client(window, len(part.users)) as shared.client:
-            async with asyncio.TaskGroup() as users:
-                for user in part.users:
-                    users.create_task(serve(window, user, part.take, shared))
-            while shared.handed_off:  # the background work must end before the point does
-                await asyncio.wait(shared.handed_off)
-    finally:
-        for _, writer in shared.idle:
-            writer.close()
+    tally = Tally()
+    async with db.open_async(window, tally, len(part.users)) as stock:
+        shared = Shared(window, tally, part.locks, part.stock, db=stock)
+        if window.service is not None:
+            for _ in range(window.wire_connections(len(part.users))):
+                shared.idle.append(await asyncio.open_connection(*window.service))
+        window = window.start(shared.tally, at_s=part.start())
+        try:
+            async with web.open_client(window, len(part.users)) as shared.client:
+                async with asyncio.TaskGroup() as users:
+                    for user in part.users:
+                        users.create_task(serve(window, user, part.take, shared))
+                while shared.handed_off:  # the background work must end before the point does
+                    await asyncio.wait(shared.handed_off)
+        finally:
+            for _, writer in shared.idle:
+                writer.close()
     shared.tally.stock = list(shared.stock)
     return shared.tally
 
@@ -132,7 +135,7 @@ async def hand_off(action: Action, shared: Shared) -> None:
 
 async def run_step(action: Action, shared: Shared) -> int:
     """Run one step; a step that updates stock reads, works and writes under its product's lock."""
-    if action.product is None:
+    if action.product is None or shared.db is not None:  # the row lock is the database's
         return await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
     async with shared.locks[action.product]:
         level = shared.stock[action.product]
@@ -154,13 +157,15 @@ async def run_attempts(wait: Wait, shared: Shared) -> int:
 
 async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
     """One try: an HTTP request through the client library (with its own pool and timeout),
-    or a round trip on a pooled connection (or the loop's timer), cancelled at the timeout.
-    Returns the response's size."""
+    or a transaction through the database's pool, or a round trip on a pooled connection (or
+    the loop's timer), cancelled at the timeout. Returns the response's size."""
     if shared.client is not None and wait.via == "http":
         return await shared.client.call(wait, attempt)
     # A step without a timeout gets no timeout scope: a scope costs even when it never fires.
     limit = contextlib.nullcontext() if wait.timeout_s is None else asyncio.timeout(wait.timeout_s)
     async with limit:
+        if shared.db is not None and wait.via == "postgres":
+            return await shared.db.call(wait, attempt)
         if shared.window.service is None:
             await asyncio.sleep(attempt.seconds)
             failed, size = attempt.fails, wait.response_bytes

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from models.cluster import Engine
+from models.db import Database
 from models.recording import Recording
 from models.workload import (
     FAILED,
@@ -181,6 +182,7 @@ class Tally:
     handed_off: list[int] = field(default_factory=list)  # the job of each background step
     retried: list[int] = field(default_factory=list)  # the job of each retry
     sold: list[int] = field(default_factory=list)  # the product of each stock update
+    pool_wait_s: list[float] = field(default_factory=list)  # each database try's wait for a pool
     stock: list[int] = field(default_factory=list)  # each product's stock when the model ended
     errors: list[str] = field(default_factory=list)  # the first unexpected errors, as text
     discarded: list[int] = field(default_factory=list)  # indices taken once no job was left
@@ -219,6 +221,7 @@ class Tally:
         self.handed_off += other.handed_off
         self.retried += other.retried
         self.sold += other.sold
+        self.pool_wait_s += other.pool_wait_s
         self.errors += other.errors[: _KEPT_ERRORS - len(self.errors)]
         self.discarded += other.discarded
         self.recording.merge(other.recording)
@@ -254,6 +257,9 @@ class Tally:
             records, background = _take(self.records), _take(self.background)
             retried, sold = _take(self.retried), _take(self.sold)
             handed_off = _take(self.handed_off)
+            waits = _take(self.pool_wait_s)
+            self.recording.pool_wait_s += math.fsum(waits)
+            self.recording.pool_waits += len(waits)
             if self.kept is not None:
                 self.kept.merge(Log(
                     [Finished(j.index, *rest) for j, *rest in records],
@@ -437,6 +443,9 @@ class Window:
     announce_fd: int | None = None  # start() writes its time here, for the point's monitor
     service: tuple[str, int] | None = None  # the latency service; None: I/O waits on a timer
     client: str | None = None  # the HTTP client library of steps via "http"; None: the wire
+    database: Database | None = None  # where the stock lives; None: in the model's memory
+    driver: str | None = None  # the database driver of steps via "postgres" (`models.db`)
+    db_pool: int | None = None  # connections in all pools (--db-pool); None: one per user
     arrivals: tuple[float, ...] | None = None  # open load: when each job is due, from the start
     engine: Engine = field(default_factory=Engine)  # dask's and celery's cluster or broker
     # A closed load's ledger file, shared with the model's processes: they publish their jobs
@@ -459,9 +468,16 @@ class Window:
     def wire_connections(self, users: int | None = None) -> int:
         """How many of those speak the wire protocol: all, unless every I/O step goes over
         HTTP (whose client libraries keep pools of their own)."""
-        if self.client is not None and not self.scenario.routes("service"):
+        if self.client is not None and not self.wire_too():
             return 0
         return self.connections(users)
+
+    def wire_too(self) -> bool:
+        """Whether some I/O step speaks the wire protocol beside HTTP's and the database's:
+        one routed to the service, or to a database while the stock is in memory."""
+        return self.scenario.routes("service") or (
+            self.database is None and self.scenario.routes("postgres")
+        )
 
     def start(self, tally: Tally | None = None, at_s: float | None = None) -> Window:
         """This window, starting at `at_s` (given by a process that shares a start), or now;

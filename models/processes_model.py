@@ -14,6 +14,7 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.synchronize import Lock
 from typing import Literal
 
+from models.db import with_database
 from models.load import Record, Tally, Window
 from models.wire import Transport, open_transport
 from models.workers import Crew, run_workers, shared_stock
@@ -72,11 +73,13 @@ def serve(
 
     def work() -> Tally:
         tally = Tally()
-        transport = open_transport(
-            window.service,
-            window.scenario.max_io_width(),
-            window.client,
-            window.scenario.routes("service"),
+        transport = with_database(
+            open_transport(
+                window.service, window.scenario.max_io_width(), window.client, window.wire_too()
+            ),
+            window,
+            tally,
+            1,
         )
         extra_steps = window.scenario.max_width() - 1
         with (
@@ -142,7 +145,7 @@ def hand_off(action: Action, shared: Shared) -> None:
 def run_step(action: Action, shared: Shared) -> int:
     """Run one step; a step that updates stock reads, works and writes under its product's lock,
     which every worker process shares."""
-    if action.product is None:
+    if action.product is None or shared.window.database is not None:  # the row lock is the db's
         return run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
     with shared.locks[action.product]:
         level = shared.stock[action.product]

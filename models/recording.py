@@ -263,6 +263,8 @@ class Recording:
     index_squares: int = 0
     top_index: int = -1
     sold: list[int] = field(default_factory=list)  # stock updates per product
+    pool_wait_s: float = 0.0  # summed waits of database tries for a pooled connection
+    pool_waits: int = 0  # database tries
 
     def merge(self, other: Recording) -> None:
         """Add another process's recording."""
@@ -271,7 +273,8 @@ class Recording:
         self.spans.merge(other.spans)
         for name in ("submitted", "completed", "jobs", "ok", "failed", "timeouts", "errors",
                      "retries", "served", "before_s", "after_s", "background",
-                     "wrong_background", "index_sum", "index_squares"):  # fmt: skip
+                     "wrong_background", "index_sum", "index_squares", "pool_wait_s",
+                     "pool_waits"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.last_end_s = max(self.last_end_s, other.last_end_s)
         self.last_background_s = max(self.last_background_s, other.last_background_s)

@@ -41,7 +41,7 @@ SCENARIOS: dict[str, Scenario] = {
                             timeout_ms=500.0,
                         ),
                         IoStep(
-                            "reserve stock", _exp(5.0), 128, 64, lock=Lock(100, 1.0), via="service"
+                            "reserve stock", _exp(5.0), 128, 64, lock=Lock(100, 1.0), via="postgres"
                         ),
                     ),
                 ),

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from models.db import with_database
 from models.load import STOCK_START, Record, Tally, Window
 from models.wire import Transport, open_transport
 from models.workload import (
@@ -41,7 +42,9 @@ def run(window: Window) -> Tally:
     """Open the connection, run the window's jobs, close it."""
     tally = Tally(stock=[STOCK_START] * window.scenario.products())
     # One request at a time: one connection.
-    transport = open_transport(window.service, 1, window.client, window.scenario.routes("service"))
+    transport = with_database(
+        open_transport(window.service, 1, window.client, window.wire_too()), window, tally, 1
+    )
     try:
         start_users(Shared(window, tally, tally.stock, transport))
     finally:
@@ -106,7 +109,7 @@ def hand_off(action: Action, shared: Shared) -> None:
 
 def run_step(action: Action, shared: Shared) -> int:
     """Run one step; a step that updates stock reads, works and writes (no one else can run)."""
-    if action.product is None:
+    if action.product is None or shared.window.database is not None:  # the row lock is the db's
         return run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
     level = shared.stock[action.product]
     result = run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)

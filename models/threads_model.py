@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from models.db import with_database
 from models.load import STOCK_START, Record, Tally, Window
 from models.wire import Transport, open_transport
 from models.workload import (
@@ -45,8 +46,11 @@ def run(window: Window) -> Tally:
     """Open the connections and the pools, run the window's jobs, wait for background work."""
     products = window.scenario.products()
     tally = Tally(stock=[STOCK_START] * products)
-    transport = open_transport(
-        window.service, window.connections(), window.client, window.scenario.routes("service")
+    transport = with_database(
+        open_transport(window.service, window.connections(), window.client, window.wire_too()),
+        window,
+        tally,
+        window.concurrency,
     )
     # Enough pool threads that no stage waits for one (N users x the extra steps of a stage),
     # and enough to keep up with the background work the users hand off.
@@ -140,7 +144,7 @@ def hand_off(action: Action, shared: Shared) -> None:
 
 def run_step(action: Action, shared: Shared) -> int:
     """Run one step; a step that updates stock reads, works and writes under its product's lock."""
-    if action.product is None:
+    if action.product is None or shared.window.database is not None:  # the row lock is the db's
         return run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
     with shared.locks[action.product]:
         level = shared.stock[action.product]

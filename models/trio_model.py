@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import trio
 
-from models import web
+from models import db, web
 from models.load import Record, Tally, Window, whole
 from models.wire import RESPONSE, check_answer, encode_request
 from models.workload import (
@@ -40,6 +40,10 @@ class Shared:
     idle: list[BufferedStream]  # the connection pool
     handed_off: trio.Nursery  # background steps run here, outliving their jobs
     client: web.AsyncClient | None = None  # the HTTP client library of steps via "http"
+    # The database's pool, for steps via "postgres": psycopg's blocking API in trio's threads,
+    # as many as tries may be in flight, so a try waits for a connection in the pool, not here.
+    db: db.BlockingStock | None = None
+    threads: trio.CapacityLimiter | None = None
 
 
 def run(window: Window) -> Tally:
@@ -51,19 +55,24 @@ async def start_users(window: Window) -> Tally:
     """Open the connections, start one task per user, wait for them and for background work."""
     part = whole(window, trio.Lock)
     idle: list[BufferedStream] = []
+    tally = Tally()
     try:
-        async with trio.open_nursery() as handed_off:  # exits once the background work has ended
-            shared = Shared(window, Tally(), part.locks, part.stock, idle, handed_off)
-            if window.service is not None:
-                for _ in range(window.wire_connections(len(part.users))):
-                    idle.append(BufferedStream(await trio.open_tcp_stream(*window.service)))
-            window = window.start(shared.tally, at_s=part.start())
-            async with (
-                web.open_client(window, len(part.users)) as shared.client,
-                trio.open_nursery() as users,
-            ):
-                for user in part.users:
-                    users.start_soon(serve, window, user, part.take, shared)
+        with db.open_blocking(window, tally, len(part.users)) as stock:
+            async with trio.open_nursery() as handed_off:  # exits once the background work ends
+                shared = Shared(window, tally, part.locks, part.stock, idle, handed_off, db=stock)
+                shared.threads = trio.CapacityLimiter(
+                    window.concurrency * window.scenario.max_io_width()
+                )
+                if window.service is not None:
+                    for _ in range(window.wire_connections(len(part.users))):
+                        idle.append(BufferedStream(await trio.open_tcp_stream(*window.service)))
+                window = window.start(shared.tally, at_s=part.start())
+                async with (
+                    web.open_client(window, len(part.users)) as shared.client,
+                    trio.open_nursery() as users,
+                ):
+                    for user in part.users:
+                        users.start_soon(serve, window, user, part.take, shared)
     finally:
         for stream in idle:
             await stream.socket.aclose()
@@ -132,7 +141,7 @@ async def hand_off(action: Action, shared: Shared) -> None:
 
 async def run_step(action: Action, shared: Shared) -> int:
     """Run one step; a step that updates stock reads, works and writes under its product's lock."""
-    if action.product is None:
+    if action.product is None or shared.db is not None:  # the row lock is the database's
         return await run_attempts(action, shared) if isinstance(action, Wait) else do_cpu(action)
     async with shared.locks[action.product]:
         level = shared.stock[action.product]
@@ -154,8 +163,8 @@ async def run_attempts(wait: Wait, shared: Shared) -> int:
 
 async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
     """One try: an HTTP request through the client library (with its own pool and timeout),
-    or a round trip on a pooled stream (or trio's timer), cancelled at the timeout. Returns
-    the response's size."""
+    or a transaction through the database's pool, or a round trip on a pooled stream (or
+    trio's timer), cancelled at the timeout. Returns the response's size."""
     if shared.client is not None and wait.via == "http":
         return await shared.client.call(wait, attempt)
     # A step without a timeout gets no cancel scope: a scope costs even when it never fires.
@@ -163,6 +172,10 @@ async def do_io(wait: Wait, attempt: Attempt, shared: Shared) -> int:
         contextlib.nullcontext() if wait.timeout_s is None else trio.move_on_after(wait.timeout_s)
     )
     with limit as scope:
+        if shared.db is not None and wait.via == "postgres":  # at the timeout, the server cancels
+            return await trio.to_thread.run_sync(
+                shared.db.call, wait, attempt, limiter=shared.threads
+            )
         if shared.window.service is None:
             await trio.sleep(attempt.seconds)
             failed, size = attempt.fails, wait.response_bytes

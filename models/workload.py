@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 DistKind = Literal["constant", "uniform", "exponential", "lognormal"]
 CpuKind = Literal["python", "native", "json"]
-Via = Literal["http", "service"]  # where an I/O step goes over `--transport http`
+Via = Literal["http", "service", "postgres"]  # where an I/O step goes (`IoStep`)
 
 _MASK = (1 << 64) - 1
 # Knuth's MMIX LCG: the python kernel's state update, and the base of its cheap jump-ahead check.
@@ -208,7 +208,9 @@ class IoStep:
     delay) or times out after `timeout_ms`; `retries` more attempts follow, each after a pause of
     `backoff_ms` doubled per retry. Over `--transport http`, a step `via` "http" is an HTTP
     request through the point's client library, one `via` "service" a round trip of the wire
-    protocol (an internal service's own).
+    protocol (an internal service's own). With the stock in PostgreSQL (`--transport
+    postgres`), a step `via` "postgres" is a transaction through the point's database driver
+    (`models.db`); otherwise it too is a round trip of the wire protocol.
     """
 
     name: str

@@ -15,6 +15,7 @@ from bench.files.meta import Interpreter, MicroCost, RunConfig, RunMeta
 from bench.measuring.monitor import Sample
 from bench.measuring.point import PointResult, PointSpec, measure_point
 from models.cluster import Engine
+from models.db import Database
 from tests.conftest import TINY, TINY_CALIBRATION, histogram_of
 
 SPEC = PointSpec(
@@ -41,6 +42,11 @@ def test_a_point_spec_survives_its_json() -> None:
     assert PointSpec.from_json(budgeted.to_json()) == budgeted
     closed = dataclasses.replace(SPEC, service=None, rate=None, max_jobs=None)
     assert PointSpec.from_json(closed.to_json()) == closed
+    stocked = dataclasses.replace(
+        SPEC, driver="asyncpg", database=Database("postgresql://u@h/d", "bench_1"), db_pool=4
+    )
+    assert PointSpec.from_json(stocked.to_json()) == stocked
+    assert stocked.label == "asyncio+asyncpg"
 
 
 def test_a_point_result_survives_its_json() -> None:
@@ -54,6 +60,7 @@ def test_a_point_result_survives_its_json() -> None:
         histogram=histogram_of([1.0, 2.0, 3.0]), service_histogram=histogram_of([0.5]),
         queue_histogram=histogram_of([0.0]), error_examples=("OSError: x",), problems=("y",),
         samples=(Sample(0.2, 30.0, 21.0, 0.1, 12.0, 0.4), Sample(0.4, 30.5, 22.0, 0.2, 30.0, 1.0)),
+        client_version="0.32.0", db_pool_wait_ms=0.25,
     )  # fmt: skip
     back = PointResult.from_json(result.to_json())
     assert math.isnan(back.background_drain_s) and math.isnan(back.service_cpu_s)

@@ -36,9 +36,10 @@ SPREAD = {
 # The async models: the same job code on three runtimes, so they must read and write the same
 # shared state and set up their run the same way.
 TWINS = [MODELS_DIR / f"{name}.py" for name in ("asyncio_model", "trio_model", "anyio_model")]
-# Fields of `Shared` holding the runtime's own objects (its connections, its background tasks):
-# what a model does with them, and where, is where the runtimes differ.
-RUNTIME_FIELDS = {"idle", "handed_off"}
+# Fields of `Shared` holding the runtime's own objects (its connections, its background tasks,
+# the threads its blocking database calls run in): what a model does with them, and where, is
+# where the runtimes differ.
+RUNTIME_FIELDS = {"idle", "handed_off", "threads"}
 # The calls with which every twin's start_users sets up its run.
 SETUP_CALLS = {"whole", "window.wire_connections", "window.start"}
 

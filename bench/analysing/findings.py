@@ -19,6 +19,7 @@ from bench.analysing.thresholds import (
 from bench.analysing.usl import UslFit
 from bench.analysing.verdict import limit
 from models import registered
+from models.db import DRIVERS
 
 # The report lists this many findings under its verdict, the rest a click away.
 KEY_FINDINGS = 6
@@ -278,16 +279,26 @@ def _client_costs(levels: pd.DataFrame) -> list[str]:
     if costs.empty:
         return []
     top = costs.sort_values("concurrency").groupby("model", sort=False).last()
-    parts = [
-        f"{model} {share_text(r['client_share'])} at N={r['concurrency']} "
-        f"({r['cpu_ms_per_job']:.2f} ms of CPU a job against {r['tcp_cpu_ms_per_job']:.2f} "
-        "over tcp)"
-        for model, r in top.iterrows()
-    ]
-    return [
-        "Over HTTP, the share of a job's CPU that the same model over tcp does not spend (the "
-        "client library, and HTTP itself): " + "; ".join(parts) + "."
-    ]
+    sentences = []
+    for drivers, opening in (
+        (False, "Over HTTP, the share of a job's CPU that the same model over tcp does not "
+         "spend (the client library, and HTTP itself): "),
+        (True, "With the stock in PostgreSQL, the share of a job's CPU that the same model with "
+         "its stock in memory does not spend (the driver and its pool; the server's own CPU is "
+         "not the model's), and a try's wait for a pooled connection: "),
+    ):  # fmt: skip
+        parts = [
+            f"{model} {share_text(r['client_share'])} at N={r['concurrency']} "
+            f"({r['cpu_ms_per_job']:.2f} ms of CPU a job against {r['tcp_cpu_ms_per_job']:.2f} "
+            "over tcp"
+            + (f", {r['db_pool_wait_ms']:.2f} ms waiting for a connection" if drivers else "")
+            + ")"
+            for model, r in top.iterrows()
+            if (r["client"] in DRIVERS) == drivers
+        ]
+        if parts:
+            sentences.append(opening + "; ".join(parts) + ".")
+    return sentences
 
 
 def share_text(share: float) -> str:

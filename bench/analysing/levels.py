@@ -229,10 +229,11 @@ def engine_floors(levels: pd.DataFrame) -> pd.DataFrame:
 
 
 def client_costs(levels: pd.DataFrame) -> pd.DataFrame:
-    """Each HTTP stack ("asyncio+aiohttp") beside its model over the wire protocol (tcp) at the
-    same level and interpreter, from the per-level medians (`per_level`): throughput, p99, CPU
-    per job, and the share of an HTTP job's CPU that the tcp job does not spend (the client
-    library, and HTTP itself); NaN where the run has no tcp level to set it beside."""
+    """Each stack ("asyncio+aiohttp", "asyncio+asyncpg") beside its model over the wire protocol
+    (tcp, the stock in memory) at the same level and interpreter, from the per-level medians
+    (`per_level`): throughput, p99, CPU per job, a database try's wait for a pooled connection,
+    and the share of a stack's job's CPU that the tcp job does not spend (the client library or
+    driver, and its protocol); NaN where the run has no tcp level to set it beside."""
     ok = levels[(levels["status"] == "ok") & levels["rate"].isna()]
     wire = {
         (split_label(str(r["model"]))[0], str(r["interpreter"]), int(r["concurrency"])): r
@@ -258,6 +259,7 @@ def client_costs(levels: pd.DataFrame) -> pd.DataFrame:
                 "tcp_latency_p99_ms": math.nan if other is None else other["latency_p99_ms"],
                 "tcp_cpu_ms_per_job": tcp_cpu,
                 "client_share": 1.0 - tcp_cpu / cpu if cpu > 0 else math.nan,
+                "db_pool_wait_ms": row.get("db_pool_wait_ms", math.nan),
             }
         )
     return pd.DataFrame(rows, columns=_CLIENT_COLUMNS)
@@ -274,6 +276,7 @@ _CLIENT_COLUMNS = [
     "tcp_latency_p99_ms",
     "tcp_cpu_ms_per_job",
     "client_share",
+    "db_pool_wait_ms",
 ]
 _FLOOR_COLUMNS = [
     "model",

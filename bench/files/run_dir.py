@@ -23,7 +23,10 @@ Schema history (`schema_version` in meta.json):
       whose model label is "model+client"; empty otherwise); `transport` is each point's own
       (a `--transport tcp,http` run holds both).
   7 — memory in MB (10^6 bytes), as the names `rss_peak_mb`, `pss_peak_mb`, `rss_mb` and
-      `pss_mb` say; before, MiB (2^20 bytes: 4.9% more than these figures).
+      `pss_mb` say; before, MiB (2^20 bytes: 4.9% more than these figures). The `postgres`
+      transport: `client` and `client_version` also name a point's database driver
+      ("asyncio+asyncpg"), and `db_pool_wait_ms` is its database tries' mean wait for a pooled
+      connection (empty without a database).
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ POINT_COLUMNS = (
     "queue_p99_ms",
     "background_drain_s",
     "service_cpu_util",
+    "db_pool_wait_ms",
     "littles_n",
     "edge_n",
     "bound",

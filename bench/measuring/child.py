@@ -24,11 +24,10 @@ from bench.analysing.thresholds import LATE_START_S
 from bench.files.run_dir import write_atomically
 from bench.measuring.monitor import Conductor, Stall, TreeMonitor, TreeUsage
 from bench.measuring.point import PointResult, PointSpec
-from models import MODELS
+from models import MODELS, db, web
 from models.bare import Count
 from models.load import STOCK_START, Ledger, Tally, Window
 from models.recording import Histogram, Spans
-from models.web import version
 
 # A closed point whose jobs stop ending for STALL_S plus STALL_PATHS critical paths is failed
 # then, not at its hard timeout: a healthy model ends N jobs per job length, and a job 20 times
@@ -67,7 +66,11 @@ def measure(spec: PointSpec, folder: Path) -> PointResult:
     # collection in the window then walks what the model allocated, as in a bare loop.
     gc.freeze()
     run = model.bare_runner() if spec.bare else model.runner()
+    if window.database is not None:  # the stock starts full, outside the clock
+        db.prepare(window.database, window.scenario.products(), STOCK_START)
     outcome = run(window)
+    if window.database is not None and isinstance(outcome, Tally):  # the table, as it ended
+        outcome.stock = db.levels(window.database, window.scenario.products())
     returned_s = time.perf_counter()
     monitor.finished.set()
     os.close(announce_write)  # unblocks the monitor if the window never started
@@ -161,7 +164,14 @@ def summarize(window: Window, tally: Tally, usage: TreeUsage, returned_s: float)
         error_examples=tuple(tally.errors),
         problems=tuple(problems),
         samples=tuple(usage.samples),
-        client_version="" if window.client is None else version(window.client),
+        client_version=(
+            web.version(window.client)
+            if window.client
+            else db.version(window.driver)
+            if window.driver
+            else ""
+        ),
+        db_pool_wait_ms=(1000.0 * rec.pool_wait_s / rec.pool_waits if rec.pool_waits else math.nan),
     )
 
 

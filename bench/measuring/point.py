@@ -21,6 +21,7 @@ from bench.files.scenarios import scenario_from_dict, scenario_to_dict
 from bench.measuring.environment import child_environment, python_command
 from bench.measuring.monitor import Sample
 from models.cluster import Engine
+from models.db import Database
 from models.load import Window, arrivals
 from models.recording import Histogram
 from models.workload import Calibration, Scenario
@@ -51,11 +52,17 @@ class PointSpec:
     ramp_s: float | None = None
     bare: bool = False  # run the model's bare loop (`models.bare`) instead of the model
     client: str | None = None  # --transport http: the HTTP client library (`models.web`)
+    # --transport postgres: the database driver (`models.db`), the server and the pools' size.
+    driver: str | None = None
+    database: Database | None = None
+    db_pool: int | None = None
 
     @property
     def label(self) -> str:
-        """The model as rows name it: with its HTTP client ("threads+requests"), if any."""
-        return self.model if self.client is None else f"{self.model}+{self.client}"
+        """The model as rows name it: with its HTTP client ("threads+requests") or database
+        driver ("asyncio+asyncpg"), if any."""
+        stack = self.client or self.driver
+        return self.model if stack is None else f"{self.model}+{stack}"
 
     def with_service(self, address: tuple[str, int], pid: int | None) -> PointSpec:
         """This point, doing its I/O with the service at `address`."""
@@ -75,6 +82,9 @@ class PointSpec:
             announce_fd=announce_fd,
             service=self.service,
             client=self.client,
+            database=self.database,
+            driver=self.driver,
+            db_pool=self.db_pool,
             engine=self.engine,
             ledger=ledger,
             ramp_s=self.ramp_s,
@@ -103,6 +113,7 @@ class PointSpec:
                 "service": None if service is None else (str(service[0]), int(service[1])),
                 "engine": Engine(**data["engine"]),
                 "goal": None if data["goal"] is None else Goal(**data["goal"]),
+                "database": None if data["database"] is None else Database(**data["database"]),
             }
         )
 
@@ -141,7 +152,8 @@ class PointResult:
     error_examples: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # lost jobs or stock updates, unfinished background work
     samples: tuple[Sample, ...] = ()  # the process tree over the point's time
-    client_version: str = ""  # the HTTP client library's, as the point's interpreter has it
+    client_version: str = ""  # the HTTP client's or database driver's, in the point's Python
+    db_pool_wait_ms: float = math.nan  # a database try's mean wait for a pooled connection
 
     def to_json(self) -> str:
         """The result as the point process writes it."""

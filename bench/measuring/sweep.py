@@ -31,8 +31,9 @@ from bench.measuring.engines import engine_shortfall
 from bench.measuring.interpreters import own_tag
 from bench.measuring.point import PointFailed, PointResult, PointSpec, measure_point
 from bench.measuring.service import Service
-from models import MODELS, split_label, web
+from models import MODELS, db, split_label, web
 from models.cluster import Engine
+from models.db import Database
 from models.recording import Histogram, jobs_for
 from models.workload import Calibration, Scenario
 
@@ -96,6 +97,11 @@ class SweepConfig:
     # Closed load: seconds the sweep may take, spread over its points, each measuring until its
     # figures are supported (warmup_s and duration_s are then unused). None: fixed windows.
     budget_s: float | None = None
+    # --transport postgres: where the stock lives, or why it cannot (its points are skipped),
+    # and the connections of all pools of a point (--db-pool; None: one per user).
+    database: Database | None = None
+    database_missing: str = ""
+    db_pool: int | None = None
 
     def point_timeout_s(self, spec: PointSpec | None = None) -> float:
         """The hard timeout of each point, or of `spec` with its own caps (an open point may
@@ -125,7 +131,7 @@ def fd_shortfall(config: SweepConfig, model: str, level: int, fd_limit: int) -> 
     per_job = scenario.max_io_width() + scenario.background_steps()
     total = level * per_job + _SPARE_FDS  # the service holds the other end of every connection
     name, client_library = split_label(model)
-    if client_library is not None and scenario.routes("service"):
+    if client_library is not None and (scenario.routes("service") or scenario.routes("postgres")):
         total += level * per_job  # a pool of wire connections beside the HTTP client's
     client = per_job + _SPARE_FDS if MODELS[name].cap == "processes" else total
     needed = max(client, total if config.local_service else 0)
@@ -174,23 +180,39 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
                     reason = (
                         engine_shortfall(name, config.engine)
                         or fd_shortfall(config, model, level, fd_limit)
-                        or _client_shortfall(client, python)
+                        or _stack_shortfall(config, client, python)
                     )
                 if reason and repeat > 1:
                     continue
                 spec = _spec(config, calibration, name, level, repeat, rate)
-                spec = dataclasses.replace(spec, python=_path(python), client=client)
+                driver = client if client in db.DRIVERS else None
+                spec = dataclasses.replace(
+                    spec,
+                    python=_path(python),
+                    client=None if driver else client,
+                    driver=driver,
+                    database=config.database if driver else None,
+                    db_pool=config.db_pool,
+                )
                 planned.append(Planned(spec, reason))
     return planned
 
 
-def _client_shortfall(client: str | None, python: Interpreter | None) -> str:
-    """Why the point's HTTP client cannot run ("" if it can, or the point has none)."""
-    if client is None or (client in python.modules if python else web.version(client)):
+def _stack_shortfall(config: SweepConfig, stack: str | None, python: Interpreter | None) -> str:
+    """Why the point's HTTP client or database driver cannot run ("" if it can, or the point
+    has none): it is not installed, or (a driver) the database could not be had."""
+    if stack is None:
+        return ""
+    driver = stack in db.DRIVERS
+    if driver and config.database_missing:
+        return config.database_missing
+    installed = db.version(stack) if driver else web.version(stack)
+    if stack in python.modules if python else installed:
         return ""
     where = f"for Python {python.tag}" if python else "here"
     pip = f"{python.path} -m pip" if python else "pip"
-    return f"{client} is not installed {where} (`{pip} install {client}`)"
+    packages = " ".join(db.PACKAGES[stack]) if driver else stack
+    return f"{stack} is not installed {where} (`{pip} install {packages}`)"
 
 
 def _path(python: Interpreter | None) -> str | None:
@@ -461,9 +483,14 @@ def _base_row(config: SweepConfig, spec: PointSpec, cores: int) -> dict[str, Any
         "rate": spec.rate,
         "repeat": spec.repeat,
         "scenario": config.scenario.name,
-        # A `tcp,http` run: the points with a client are its http ones.
-        "transport": "http" if spec.client else config.transport.split(",")[0],
-        "client": spec.client or "",
+        # A `tcp,http` run: the points with a client are its http ones (with a driver, its
+        # postgres ones).
+        "transport": "http"
+        if spec.client
+        else "postgres"
+        if spec.driver
+        else config.transport.split(",")[0],
+        "client": spec.client or spec.driver or "",
         "interpreter": next(
             (i.tag for i in config.interpreters if i.path == spec.python), own_tag()
         ),
@@ -513,6 +540,7 @@ def _measured(
         "status": status,
         "reason": reason,
         "client_version": measured.client_version,
+        "db_pool_wait_ms": measured.db_pool_wait_ms,
         "submitted": measured.submitted,
         "jobs": measured.jobs,
         "errors": measured.errors,

@@ -48,6 +48,7 @@ _TABLE_COLUMNS = (
     ("retries", "retries"),
     ("background drain s", "background_drain_s"),
     ("service CPU", "service_cpu_util"),
+    ("pool wait ms", "db_pool_wait_ms"),
     ("reason / warning", "reason"),
 )
 
@@ -298,11 +299,13 @@ def _clients_html(results: Results) -> list[str]:
         for r in costs.to_dict("records")
     ]
     return [
-        "<section id='clients'><h2>HTTP stacks side by side</h2>",
-        "<p>Each model with each HTTP client library, beside the same model over the wire "
-        "protocol (tcp) at the same level, where the run has it (medians). CPU counts the "
-        "model's whole process tree per job served; the client's share is the part of an "
-        "HTTP job's CPU that the tcp job does not spend: the library, and HTTP itself.</p>",
+        "<section id='clients'><h2>Stacks side by side: HTTP clients and database drivers</h2>",
+        "<p>Each model with each HTTP client library or database driver, beside the same model "
+        "over the wire protocol (tcp, its stock in memory) at the same level, where the run has "
+        "it (medians). CPU counts the model's whole process tree per job served (not the "
+        "database server's); the client's share is the part of a stack's job's CPU that the "
+        "tcp job does not spend: the library or driver, and its protocol. Pool wait: a database "
+        "try's mean wait for a pooled connection, part of its latency.</p>",
         table(
             records,
             (
@@ -316,6 +319,7 @@ def _clients_html(results: Results) -> list[str]:
                 ("tcp p99 ms", "tcp_latency_p99_ms"),
                 ("tcp CPU ms per job", "tcp_cpu_ms_per_job"),
                 ("client's share of CPU", "client_share"),
+                ("pool wait ms", "db_pool_wait_ms"),
             ),
         ),
         "</section>",

@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from bench.presenting.page import escape, number
 from bench.presenting.plots import SERIES_GID, model_colour
 from models import split_label
+from models.db import DRIVERS
 
 TOGGLE_CSS = """
 .toggles { position: sticky; top: 0; z-index: 1; background: #fff; padding: .4em 0;
@@ -129,8 +130,9 @@ def _unit(ax: Axes) -> str:
 
 
 def toggles(labels: Sequence[str], interpreters: dict[str, str]) -> str:
-    """A bar of buttons: one per model label, in its colour, and one per HTTP client and per
-    interpreter (given as label -> interpreter) when the run has several, hiding all theirs."""
+    """A bar of buttons: one per model label, in its colour, and one per HTTP client, database
+    driver and interpreter (given as label -> interpreter) when the run has several, hiding all
+    theirs."""
     buttons = [
         f"<button class='toggle' data-series='{escape(label)}'>"
         f"<span class='swatch' style='background:{model_colour(label)}'></span>"
@@ -139,9 +141,10 @@ def toggles(labels: Sequence[str], interpreters: dict[str, str]) -> str:
     ]
     groups: dict[str, list[str]] = {}
     for label in labels:
-        client = split_label(label.split(" @")[0])[1]
-        if client is not None:
-            groups.setdefault(f"client {client}", []).append(label)
+        stack = split_label(label.split(" @")[0])[1]
+        if stack is not None:
+            kind = "driver" if stack in DRIVERS else "client"
+            groups.setdefault(f"{kind} {stack}", []).append(label)
     if len(set(interpreters.values())) > 1:
         for label, tag in interpreters.items():
             groups.setdefault(f"interpreter {tag}", []).append(label)
