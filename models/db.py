@@ -108,8 +108,9 @@ def levels(database: Database, products: int) -> list[int]:
     return found
 
 
-def _call_sql(schema: str, placeholder: str) -> str:
-    marks = (placeholder.format(i) for i in (1, 2, 3))
+def _call_sql(schema: str, numbered: bool) -> str:
+    """The try's statement, with the driver's parameters: asyncpg's $1, psycopg's %s."""
+    marks = ("$1", "$2", "$3") if numbered else ("%s", "%s", "%s")
     return f"SELECT {schema}.reserve({', '.join(marks)})"
 
 
@@ -130,7 +131,7 @@ class BlockingStock:
     def __init__(self, database: Database, size: int, tally: Tally) -> None:
         import psycopg_pool
 
-        self.sql = _call_sql(database.schema, "%s")
+        self.sql = _call_sql(database.schema, numbered=False)
         self.tally = tally
         self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
@@ -173,6 +174,7 @@ class AsyncStock:
 
     def __init__(self, database: Database, driver: str, size: int, tally: Tally) -> None:
         self.database, self.driver, self.size, self.tally = database, driver, size, tally
+        self.sql = _call_sql(database.schema, numbered=driver == "asyncpg")
         self.pool: Any = None
 
     async def open(self) -> None:
@@ -180,14 +182,12 @@ class AsyncStock:
         if self.driver == "asyncpg":
             import asyncpg
 
-            self.sql = _call_sql(self.database.schema, "${}")
             self.pool = await asyncpg.create_pool(
                 self.database.dsn, min_size=self.size, max_size=self.size
             )
         else:
             import psycopg_pool
 
-            self.sql = _call_sql(self.database.schema, "%s")
             self.pool = psycopg_pool.AsyncConnectionPool(
                 self.database.dsn,
                 min_size=self.size,

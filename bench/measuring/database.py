@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.measuring.environment import child_environment, python_command
+from bench.measuring.environment import start_watched
 from models.cluster import free_port
 from models.db import Database
 
@@ -61,16 +61,8 @@ class LocalDatabase:
         if programs is None:
             raise DatabaseError(MISSING)
         # Every pool of a point at once, the harness's own connection and a margin.
-        self.process = subprocess.Popen(
-            python_command(
-                None, "-m", "bench.measuring.database", str(programs), str(connections + 10)
-            ),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_environment(),
-            start_new_session=True,  # Ctrl-C goes to the run, which stops the cluster itself
+        self.process = start_watched(
+            "-m", "bench.measuring.database", str(programs), str(connections + 10)
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()

@@ -134,3 +134,18 @@ def child_environment() -> dict[str, str]:
         os.environ,
         PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
     )
+
+
+def start_watched(*args: str) -> subprocess.Popen[str]:
+    """Start `python -m ...args` of the suite as a helper that watches its stdin, which only
+    this process writes to: when the run dies, however it dies, the pipe closes and the helper
+    stops. Its own session, so Ctrl-C goes to the run, which stops it itself."""
+    return subprocess.Popen(
+        python_command(None, *args),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_environment(),
+        start_new_session=True,
+    )

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import cast
 
 from bench.errors import BenchError
-from bench.measuring.environment import child_environment, python_command
+from bench.measuring.environment import start_watched
 from models.wire import REQUEST, RESPONSE, ZEROS
 
 # Large enough for 10,000 clients connecting at once.
@@ -303,17 +303,7 @@ class LocalService(Service):
                 return
             self.process.kill()  # hung (or stopped): a new one takes its place
             self.process.communicate()
-        # The service watches its stdin, which only this process writes to: when the run dies,
-        # however it dies, the pipe closes and the service stops.
-        self.process = subprocess.Popen(
-            python_command(None, "-m", "bench", "serve", "--port", "0", "--parent-fd", "0"),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_environment(),
-            start_new_session=True,  # Ctrl-C goes to the run, which stops the service itself
-        )
+        self.process = start_watched("-m", "bench", "serve", "--port", "0", "--parent-fd", "0")
         assert self.process.stdout is not None
         found = re.search(r"listening on (\S+):(\d+)", self.process.stdout.readline())
         if found is None:
