@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--broker",
         metavar="URL",
         help="the celery model: a broker already running (redis://HOST:6379/0 or amqp://HOST), "
-        "with workers you started, instead of a private redis-server and workers per point",
+        "with workers you started, instead of a private redis-server and workers per point "
+        "(the celery-rabbitmq model starts a private RabbitMQ)",
     )
     run.add_argument(
         "--result-backend",

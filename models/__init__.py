@@ -31,6 +31,9 @@ class Model:
     one_at_a_time: bool = False  # serves one job at a time, whatever N
     one_loop: bool = False  # runs every job's Python work on one thread (one core at most)
     engine: bool = False  # sends jobs through a task-queue engine to workers (dask, celery)
+    # The broker a celery model starts for each point, unless the user names one: "redis" or
+    # "rabbitmq" (`models.cluster.private_broker`).
+    broker: Literal["redis", "rabbitmq"] | None = None
     # Models that run the same blocking steps in one process: an engine's floor is measured
     # against the first of them that a run holds.
     references: tuple[str, ...] = ()
@@ -60,6 +63,8 @@ class Model:
             )
         if self.start_method is not None:
             return functools.partial(run, start_method=self.start_method)
+        if self.broker is not None:
+            return functools.partial(run, broker=self.broker)
         return run
 
     def bare_runner(self) -> Callable[[Window], Count]:
@@ -184,8 +189,20 @@ MODELS: dict[str, Model] = {
             requires="celery",
             default=False,
             engine=True,
+            broker="redis",
             references=_ENGINE_REFERENCES,
             colour="#bcbd22",
+        ),
+        Model(
+            "celery-rabbitmq",
+            "models.celery_model",
+            "the celery model through a RabbitMQ broker (results, stock and locks in Redis)",
+            requires="celery",
+            default=False,
+            engine=True,
+            broker="rabbitmq",
+            references=_ENGINE_REFERENCES,
+            colour="#dbdb8d",
         ),
         Model(
             "anyio-asyncio",

@@ -1,4 +1,4 @@
-"""celery: each job a Celery task sent through a Redis broker to worker processes' threads."""
+"""celery: each job a Celery task sent through a broker (Redis, RabbitMQ) to workers' threads."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from models.cluster import (
     CELERY_ACKS_LATE,
     CELERY_PREFETCH_MULTIPLIER,
     celery_worker_command,
-    private_redis,
+    private_broker,
     redis_store,
     to_perf_s,
     wait_for_celery_workers,
@@ -102,20 +102,23 @@ class Shared:
     steps: ThreadPoolExecutor  # this worker's: runs a stage's other steps
 
 
-def run(window: Window) -> Tally:
-    """Start a private redis-server and Celery workers unless given a broker, run the window's
-    jobs, stop them; they start and stop outside the window."""
+def run(window: Window, broker: str = "redis") -> Tally:
+    """Start a private `broker` (redis or rabbitmq, with a Redis for the results) and Celery
+    workers unless the engine names a broker, run the window's jobs, stop them; they start and
+    stop outside the window."""
     engine = window.engine
     with contextlib.ExitStack() as stack:
-        broker = engine.broker or stack.enter_context(private_redis())
-        store = engine.store() or broker
-        client = Celery("bench-client", broker=broker, backend=store, set_as_current=False)
+        if engine.broker is None:
+            url, store = stack.enter_context(private_broker(broker))
+        else:
+            url, store = engine.broker, engine.result_backend or engine.broker
+        client = Celery("bench-client", broker=url, backend=store, set_as_current=False)
         stack.callback(client.close)  # before a private broker stops
         if engine.broker is None:
             workers = range(engine.workers)
             stack.enter_context(
                 worker_processes(
-                    [celery_worker_command(broker, store, engine.threads, n) for n in workers]
+                    [celery_worker_command(url, store, engine.threads, n) for n in workers]
                 )
             )
             wait_for_celery_workers(client, engine.workers)

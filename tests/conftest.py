@@ -16,6 +16,8 @@ from models.cluster import (
     Engine,
     celery_worker_command,
     free_port,
+    missing_server,
+    private_broker,
     private_redis,
     wait_for_celery_workers,
     worker_processes,
@@ -84,6 +86,15 @@ def dask_scheduler() -> Iterator[str]:
         yield address
 
 
+@contextlib.contextmanager
+def celery_workers(broker: str, store: str) -> Iterator[None]:
+    """Two Celery workers of 16 threads on `broker`, started as the README's commands start a
+    user's own, answering."""
+    with worker_processes([celery_worker_command(broker, store, 16, n) for n in range(2)]):
+        wait_for_celery_workers(Celery(broker=broker, set_as_current=False), 2)
+        yield
+
+
 @pytest.fixture(scope="session")
 def engines() -> Iterator[Engine]:
     """A dask scheduler with workers and a Redis broker with Celery workers, started once with
@@ -91,12 +102,27 @@ def engines() -> Iterator[Engine]:
     with dask_scheduler() as scheduler, private_redis() as broker:
         dask = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nworkers", "2",
                 "--nthreads", "16", "--no-dashboard"]  # fmt: skip
-        celery = [celery_worker_command(broker, broker, 16, n) for n in range(2)]
-        with worker_processes([dask, *celery]):
-            wait_for_celery_workers(Celery(broker=broker, set_as_current=False), 2)
+        with worker_processes([dask]), celery_workers(broker, broker):
             with Client(scheduler, timeout=60) as client:
                 client.wait_for_workers(2, timeout=60)
             yield Engine(dask_address=scheduler, broker=broker)
+
+
+# The RabbitMQ tests need Debian's rabbitmq-server, which .ci/run installs.
+NEEDS_RABBITMQ = pytest.mark.skipif(
+    bool(missing_server("rabbitmq")),
+    reason="rabbitmq-server is not installed (.ci/run installs it)",
+)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_engine() -> Iterator[Engine]:
+    """A RabbitMQ broker with a Redis result backend and Celery workers, as a user gives them
+    (`--broker amqp://HOST --result-backend redis://HOST:6379/0`), started once and shared."""
+    if reason := missing_server("rabbitmq"):
+        pytest.skip(reason)
+    with private_broker("rabbitmq") as (broker, store), celery_workers(broker, store):
+        yield Engine(broker=broker, result_backend=store)
 
 
 def step_outcome(action: Action) -> int:

@@ -8,10 +8,12 @@ import csv
 import json
 import math
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from bench.cli import main
@@ -19,9 +21,15 @@ from bench.files.meta import Interpreter
 from bench.measuring.engines import engine_shortfall
 from bench.measuring.sweep import SweepConfig, plan_points
 from models import MODELS
-from models.cluster import REDIS_MISSING, Engine, private_redis
+from models.cluster import (
+    RABBITMQ_MISSING,
+    REDIS_MISSING,
+    Engine,
+    private_broker,
+    private_rabbitmq,
+)
 from models.load import Window
-from tests.conftest import TINY, TINY_CALIBRATION, dask_scheduler
+from tests.conftest import NEEDS_RABBITMQ, TINY, TINY_CALIBRATION, celery_workers, dask_scheduler
 from tests.test_cli import bench_run
 
 TINY_TOML = """\
@@ -46,33 +54,49 @@ background = true
 """
 
 
-def test_each_point_starts_and_stops_its_own_engine(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("engines", "backend"),
+    [
+        (("dask", "celery"), "the broker"),
+        pytest.param(("celery-rabbitmq",), "private redis-server per point", marks=NEEDS_RABBITMQ),
+    ],
+)
+def test_each_point_starts_and_stops_its_own_engine(
+    engines: tuple[str, ...], backend: str, tmp_path: Path
+) -> None:
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(TINY_TOML)
     done = bench_run(
-        tmp_path / "out", "--scenario", str(scenario), "--models", "threads,dask,celery",
+        tmp_path / "out", "--scenario", str(scenario), "--models", ",".join(["threads", *engines]),
         "--concurrency", "1,4", "--warmup", "0.5", "--duration", "1", "--repeat", "1",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     (run_dir,) = (tmp_path / "out").iterdir()
     with (run_dir / "points.csv").open() as f:
         rows = list(csv.DictReader(f))
+    # An ok point lost no job and no stock update, and every checksum matched.
     assert [(r["model"], r["concurrency"], r["status"]) for r in rows] == [
-        (m, n, "ok") for m in ("threads", "dask", "celery") for n in ("1", "4")
+        (m, n, "ok") for m in ("threads", *engines) for n in ("1", "4")
     ], [r["reason"] for r in rows]
     assert all(int(r["jobs"]) > 0 and r["errors"] == "0" for r in rows)
-    engines = json.loads((run_dir / "meta.json").read_text())["engines"]
-    assert engines["dask"]["cluster"] == "LocalCluster per point"
-    assert engines["celery"]["broker"] == "private redis-server per point"
-    assert engines["celery"]["prefetch_multiplier"] == 1
-    assert engines["celery"]["acks_late"] is True
-    assert engines["dask"]["workers"] == engines["celery"]["workers"] >= 1
-    assert engines["dask"]["threads_per_worker"] >= 1
+    described = json.loads((run_dir / "meta.json").read_text())["engines"]
+    assert list(described) == list(engines)
+    for model in engines:
+        if model == "dask":
+            assert described[model]["cluster"] == "LocalCluster per point"
+            assert described[model]["threads_per_worker"] >= 1
+        else:
+            broker = MODELS[model].broker
+            assert described[model]["broker"] == f"private {broker}-server per point"
+            assert described[model]["result_backend"] == backend
+            assert described[model]["prefetch_multiplier"] == 1
+            assert described[model]["acks_late"] is True
+        assert described[model]["workers"] >= 1
     page = (run_dir / "report.html").read_text()
     floors = page.split("<section id='engines'>")[1].split("</section>")[0]
-    assert "<td class=text>dask</td>" in floors and "<td class=text>celery</td>" in floors
-    assert floors.count("<td>threads</td>") == 2  # each beside threads
-    assert "With one job in flight, dask adds" in page
+    assert all(f"<td class=text>{model}</td>" in floors for model in engines)
+    assert floors.count("<td>threads</td>") == len(engines)  # each beside threads
+    assert f"With one job in flight, {engines[0]} adds" in page
 
 
 @pytest.mark.parametrize(
@@ -80,6 +104,19 @@ def test_each_point_starts_and_stops_its_own_engine(tmp_path: Path) -> None:
     [
         (["--dask-address", "127.0.0.1:8786"], r"--dask-address '127.0.0.1:8786' is not a sch"),
         (["--broker", "localhost"], r"--broker 'localhost' is not a broker URL"),
+        (["--broker", "rabbitmq"], r"not a broker URL; .* or run the celery-rabbitmq model"),
+        (["--broker", "sqs://"], r"--broker 'sqs://': SQS is not supported"),
+        (
+            [
+                "--models",
+                "celery-rabbitmq",
+                "--broker",
+                "amqp://h",
+                "--result-backend",
+                "redis://h",
+            ],
+            r"--broker is for the celery model; celery-rabbitmq starts a private broker per point",
+        ),
         (["--result-backend", "redis://h/0"], r"--result-backend needs --broker"),
         (["--broker", "amqp://h"], r"--broker 'amqp://h' needs --result-backend redis://"),
         (["--broker", "redis://h/0"], r"--broker is for the celery model; add celery to --models"),
@@ -109,40 +146,78 @@ def test_a_bad_or_absent_engine_is_one_line_and_status_2(
     assert time.monotonic() - started < 60  # a check, not a hang
 
 
+@pytest.mark.parametrize("broker", ["redis", pytest.param("rabbitmq", marks=NEEDS_RABBITMQ)])
 def test_a_broker_with_no_workers_names_them_in_its_error(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    broker: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    with private_redis() as broker:
-        assert main(["run", "--models", "celery", "--broker", broker, "--out", str(tmp_path)]) == 2
+    with private_broker(broker) as (url, store):
+        flags = ["--broker", url, "--result-backend", store]
+        assert main(["run", "--models", "celery", *flags, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert f"no Celery worker answers on {broker}; start workers with `celery -A" in err
+    assert f"no Celery worker answers on {url}; start workers with `celery -A" in err
 
 
-def test_without_redis_server_celery_is_skipped_with_how_to_install_it(
-    monkeypatch: pytest.MonkeyPatch,
+@NEEDS_RABBITMQ
+def test_celery_runs_over_a_rabbitmq_of_ones_own(tmp_path: Path) -> None:
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(TINY_TOML)
+    with private_broker("rabbitmq") as (url, store), celery_workers(url, store):
+        done = bench_run(
+            tmp_path / "out", "--scenario", str(scenario), "--models", "celery", "--broker", url,
+            "--result-backend", store, "--concurrency", "2", "--warmup", "0",
+            "--duration", "0.5", "--repeat", "1",
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    with (run_dir / "points.csv").open() as f:
+        (row,) = csv.DictReader(f)
+    assert (row["status"], row["errors"]) == ("ok", "0"), row["reason"]
+    described = json.loads((run_dir / "meta.json").read_text())["engines"]["celery"]
+    assert (described["broker"], described["result_backend"]) == (url, store)
+
+
+@pytest.mark.parametrize(
+    ("model", "missing"), [("celery", REDIS_MISSING), ("celery-rabbitmq", RABBITMQ_MISSING)]
+)
+def test_without_its_server_a_celery_model_is_skipped_with_how_to_install_it(
+    model: str, missing: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", "")
-    assert engine_shortfall("celery", Engine()) == REDIS_MISSING
-    assert engine_shortfall("celery", Engine(broker="redis://h:6379/0")) == ""
+    assert engine_shortfall(model, Engine()) == missing
+    assert engine_shortfall(model, Engine(broker="redis://h:6379/0")) == ""
     assert engine_shortfall("dask", Engine()) == ""
-    config = SweepConfig(TINY, ("celery",), (1,), 0.0, 1.0, 0, 8, 8)
+    config = SweepConfig(TINY, (model,), (1,), 0.0, 1.0, 0, 8, 8)
     (planned,) = plan_points(config, TINY_CALIBRATION)
-    assert planned.skip_reason == REDIS_MISSING
-    assert "apt-get install redis-server" in REDIS_MISSING
+    assert planned.skip_reason == missing
+    assert f"apt-get install {MODELS[model].broker}-server" in missing
+
+
+@NEEDS_RABBITMQ
+def test_a_private_rabbitmq_leaves_nothing_behind() -> None:
+    before = set(psutil.Process().children(recursive=True))
+    with private_rabbitmq() as url:
+        folders = set(Path(tempfile.gettempdir()).glob("bench-rabbitmq-*"))
+        started = set(psutil.Process().children(recursive=True)) - before
+        assert url.startswith("amqp://guest:guest@127.0.0.1:") and folders and started
+    # The node, its helpers and its epmd end with it (init reaps a helper a moment later).
+    assert psutil.wait_procs(started, timeout=10)[1] == []
+    assert not folders & set(Path(tempfile.gettempdir()).glob("bench-rabbitmq-*"))
 
 
 @contextlib.contextmanager
 def engine_without_workers(model: str) -> Iterator[Engine]:
-    """A broker (celery) or a scheduler (dask) with no worker behind it."""
-    if model == "celery":
-        with private_redis() as broker:
-            yield Engine(broker=broker)
+    """A broker (celery, celery over RabbitMQ) or a scheduler (dask) with no worker behind it."""
+    if model == "dask":
+        with dask_scheduler() as address:
+            yield Engine(dask_address=address)
         return
-    with dask_scheduler() as address:
-        yield Engine(dask_address=address)
+    with private_broker(MODELS[model].broker or "redis") as (url, store):
+        yield Engine(broker=url, result_backend=store)
 
 
-@pytest.mark.parametrize("model", ["dask", "celery"])
+@pytest.mark.parametrize(
+    "model", ["dask", "celery", pytest.param("celery-rabbitmq", marks=NEEDS_RABBITMQ)]
+)
 def test_jobs_no_worker_takes_end_lost_with_their_reason_instead_of_hanging(model: str) -> None:
     with engine_without_workers(model) as engine:
         window = Window(TINY, TINY_CALIBRATION, 1, 2, 0.0, 0.2, max_jobs=2, engine=engine)

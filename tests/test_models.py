@@ -114,9 +114,12 @@ def log(tally: Tally) -> Log:
 
 @pytest.fixture
 def engine(model: str, request: pytest.FixtureRequest) -> Engine:
-    """The shared cluster and broker for the dask and celery models (started only for them)."""
+    """The shared cluster and broker for the dask and celery models (started only for them;
+    celery-rabbitmq's is a RabbitMQ)."""
     if model in ENGINE_MODELS:
-        shared: Engine = request.getfixturevalue("engines")
+        shared: Engine = request.getfixturevalue(
+            "rabbitmq_engine" if MODELS[model].broker == "rabbitmq" else "engines"
+        )
         return shared
     return Engine()
 

@@ -4,12 +4,12 @@ before anything runs, and the settings of the workers a point starts for itself.
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Sequence
 from typing import Any
 
 from bench.errors import BenchError
-from models.cluster import CELERY_ACKS_LATE, CELERY_PREFETCH_MULTIPLIER, REDIS_MISSING, Engine
+from models import MODELS, split_label
+from models.cluster import CELERY_ACKS_LATE, CELERY_PREFETCH_MULTIPLIER, Engine, missing_server
 from models.workload import Scenario
 
 # How long a check of the user's scheduler or broker may take before it counts as down.
@@ -35,9 +35,15 @@ def make_engine(
             f"--dask-address {dask_address!r} is not a scheduler address; "
             "give tcp://HOST:8786 (what `dask scheduler` prints)"
         )
+    if broker is not None and broker.startswith("sqs://"):
+        raise EngineError(
+            f"--broker {broker!r}: SQS is not supported (Celery has no remote control over "
+            "SQS, with which the run finds its workers); give redis://HOST:6379/0 or amqp://HOST"
+        )
     if broker is not None and not broker.startswith(("redis://", "rediss://", "amqp://")):
         raise EngineError(
-            f"--broker {broker!r} is not a broker URL; give redis://HOST:6379/0 or amqp://HOST"
+            f"--broker {broker!r} is not a broker URL; give redis://HOST:6379/0 or amqp://HOST, "
+            "or run the celery-rabbitmq model for a private RabbitMQ per point"
         )
     if result_backend is not None and broker is None:
         raise EngineError("--result-backend needs --broker: a private broker keeps its results")
@@ -55,6 +61,12 @@ def make_engine(
 def check_engines(engine: Engine, models: Sequence[str]) -> None:
     """Check that the scheduler or broker the user gave is for a model that runs, and that it
     answers, with workers behind it."""
+    private = [m for m in _celery_models(models) if m != "celery"]
+    if engine.broker is not None and private:
+        raise EngineError(
+            f"--broker is for the celery model; {private[0]} starts a private broker per point: "
+            "leave it out of --models, or run it without --broker"
+        )
     for flag, value, model in (
         ("--dask-address", engine.dask_address, "dask"),
         ("--broker", engine.broker, "celery"),
@@ -63,7 +75,7 @@ def check_engines(engine: Engine, models: Sequence[str]) -> None:
             raise EngineError(f"{flag} is for the {model} model; add {model} to --models")
     if "dask" in models and engine.dask_address is not None:
         _check_dask(engine.dask_address)
-    if "celery" in models and engine.broker is not None:
+    if engine.broker is not None:
         _check_celery(engine.broker, engine.store() or engine.broker)
 
 
@@ -111,9 +123,8 @@ def _check_celery(broker: str, store: str) -> None:
 
 def engine_shortfall(model: str, engine: Engine) -> str:
     """Why `model` cannot run on this machine with `engine` ("" if it can)."""
-    if model == "celery" and engine.broker is None and shutil.which("redis-server") is None:
-        return REDIS_MISSING
-    return ""
+    broker = MODELS[model].broker
+    return "" if broker is None or engine.broker is not None else missing_server(broker)
 
 
 def describe_engines(engine: Engine, models: Sequence[str]) -> dict[str, Any]:
@@ -126,11 +137,11 @@ def describe_engines(engine: Engine, models: Sequence[str]) -> dict[str, Any]:
             "workers": engine.workers if mine else "yours",
             "threads_per_worker": engine.threads if mine else "yours",
         }
-    if "celery" in models:
+    for model in _celery_models(models):
         mine = engine.broker is None
-        described["celery"] = {
-            "broker": "private redis-server per point" if mine else engine.broker,
-            "result_backend": "the broker" if engine.store() is None else engine.store(),
+        described[model] = {
+            "broker": f"private {MODELS[model].broker}-server per point" if mine else engine.broker,
+            "result_backend": _result_backend(engine, model),
             "workers": engine.workers if mine else "yours",
             "threads_per_worker": engine.threads if mine else "yours",
             "pool": "threads" if mine else "yours",
@@ -138,3 +149,16 @@ def describe_engines(engine: Engine, models: Sequence[str]) -> dict[str, Any]:
             "acks_late": CELERY_ACKS_LATE,
         }
     return described
+
+
+def _celery_models(labels: Sequence[str]) -> list[str]:
+    """The run's models that send jobs through a Celery broker."""
+    names = dict.fromkeys(split_label(label)[0] for label in labels)
+    return [name for name in names if MODELS[name].broker is not None]
+
+
+def _result_backend(engine: Engine, model: str) -> str:
+    """Where a celery model keeps its results, the stock and its locks, for meta.json."""
+    if engine.store() is not None:
+        return str(engine.store())
+    return "the broker" if MODELS[model].broker == "redis" else "private redis-server per point"
