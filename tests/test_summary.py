@@ -134,6 +134,7 @@ def test_an_http_stack_is_set_beside_its_model_over_tcp() -> None:
     alone = rows([50.0]).assign(model="trio+httpx", cpu_util=0.5)  # no trio over tcp
     stack, lonely = client_costs(per_level(pd.concat([tcp, http, alone]))).to_dict("records")
     assert (stack.pop("model"), stack.pop("client")) == ("threads+requests", "requests")
+    assert stack.pop("db_pool_wait_ms") == 1.0  # the level's median, whatever its stack
     assert stack == pytest.approx(
         {
             "concurrency": 8,
