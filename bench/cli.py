@@ -538,7 +538,7 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print("models (* not run unless named in --models):")
     for name, model in MODELS.items():
-        note = "" if model.available() else f"  (needs {model.requires})"
+        note = f"  ({missing})" if (missing := model.missing()) else ""
         print(f"  {name:<17}{' ' if model.default else '*'} {model.description}{note}")
     print("over --transport http, each model with an HTTP client (the first is a plain name's):")
     _print_stacks(lambda model: model.clients, web.version)

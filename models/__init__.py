@@ -47,10 +47,22 @@ class Model:
     # The database drivers it runs with over `--transport postgres` (`models.db`), the one a
     # plain name means first; () for none.
     drivers: tuple[str, ...] = ()
+    # A model in another language (`models.foreign`): the program that runs its points.
+    language: str | None = None
 
     def available(self) -> bool:
         """Whether this platform can run the model."""
-        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+        return not self.missing()
+
+    def missing(self) -> str:
+        """What this platform lacks to run the model, and how to get it ("" if nothing)."""
+        if self.language is not None:
+            from models.foreign import LANGUAGES
+
+            return LANGUAGES[self.language].missing()
+        if self.requires is not None and importlib.util.find_spec(self.requires) is None:
+            return f"{self.requires} is not installed on this platform"
+        return ""
 
     def runner(self) -> Callable[[Window], Tally]:
         """The model's `run` function, bound to its runtime."""
@@ -65,6 +77,8 @@ class Model:
             return functools.partial(run, start_method=self.start_method)
         if self.broker is not None:
             return functools.partial(run, broker=self.broker)
+        if self.language is not None:
+            return functools.partial(run, language=self.language)
         return run
 
     def bare_runner(self) -> Callable[[Window], Count]:
@@ -243,6 +257,31 @@ MODELS: dict[str, Model] = {
             bare="anyio",
             clients=("httpx",),
             drivers=_BLOCKING_DRIVERS,
+        ),
+        Model(
+            "go",
+            "models.foreign",
+            "Go: a goroutine per job, sync.Mutex, context deadlines, net connections",
+            default=False,
+            language="go",
+            colour="#00add8",
+        ),
+        Model(
+            "node",
+            "models.foreign",
+            "Node.js: async functions on its event loop, Promises, AbortSignal timeouts",
+            default=False,
+            one_loop=True,
+            language="node",
+            colour="#3c873a",
+        ),
+        Model(
+            "java",
+            "models.foreign",
+            "Java 17: CompletableFuture chains on an executor, ReentrantLock, socket timeouts",
+            default=False,
+            language="java",
+            colour="#b07219",
         ),
     )
 }

@@ -487,9 +487,13 @@ class Window:
         if at_s is not None:
             return replace(self, started_s=at_s, tally=tally)
         started = replace(self, started_s=time.perf_counter(), tally=tally)
-        if self.announce_fd is not None:
-            os.write(self.announce_fd, struct.pack("d", started.started_s))
+        started.announce()
         return started
+
+    def announce(self) -> None:
+        """Tell the point's monitor when the clock started (if it listens)."""
+        if self.announce_fd is not None:
+            os.write(self.announce_fd, struct.pack("d", self.started_s))
 
     @property
     def measure_s(self) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -13,7 +14,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 DistKind = Literal["constant", "uniform", "exponential", "lognormal"]
 CpuKind = Literal["python", "native", "json"]
@@ -449,6 +450,15 @@ class Job:
 
     index: int
     stages: tuple[tuple[Action, ...], ...]
+
+
+def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
+    """A JSON-ready form; each step says whether it is `io` or `cpu`."""
+    data = dataclasses.asdict(scenario)
+    for stage, stage_data in zip(scenario.stages, data["stages"], strict=True):
+        for step, step_data in zip(stage.steps, stage_data["steps"], strict=True):
+            step_data["type"] = "io" if isinstance(step, IoStep) else "cpu"
+    return data
 
 
 def draw_job(scenario: Scenario, calibration: Calibration, seed: int, index: int) -> Job:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
 
 from bench.errors import UnknownNameError
 from models.scenarios import SCENARIOS
-from models.workload import CpuStep, Dist, IoStep, Lock, Scenario, Stage
+from models.workload import CpuStep, Dist, IoStep, Lock, Scenario, Stage, scenario_to_dict
+
+__all__ = ["scenario_to_dict"]  # its plain-data form, defined beside the scenario
 
 
 def resolve_scenario(name: str) -> Scenario:
@@ -81,15 +82,6 @@ def describe_scenario(scenario: Scenario) -> list[str]:
             f"  the hottest lock lets at most {scenario.lock_limit_per_s():.0f} jobs/s through"
         )
     return lines
-
-
-def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
-    """A JSON-ready form; each step says whether it is `io` or `cpu`."""
-    data = dataclasses.asdict(scenario)
-    for stage, stage_data in zip(scenario.stages, data["stages"], strict=True):
-        for step, step_data in zip(stage.steps, stage_data["steps"], strict=True):
-            step_data["type"] = "io" if isinstance(step, IoStep) else "cpu"
-    return data
 
 
 def scenario_from_dict(data: dict[str, Any]) -> Scenario:

@@ -41,8 +41,9 @@ def measure(spec: PointSpec, folder: Path) -> PointResult:
     announce_read, announce_write = os.pipe()
     conductor = None
     path = shared = None
-    # A closed load's users publish their jobs to the ledger; a bare loop has none to publish.
-    if spec.rate is None and not spec.bare:
+    # A closed load's users publish their jobs to the ledger; a bare loop has none to publish,
+    # and a model in another language keeps its jobs until it ends (fixed edges, no conductor).
+    if spec.rate is None and not spec.bare and MODELS[spec.model].language is None:
         path = str(folder / "ledger")
         # A slot per process that may serve users: at most one per user, and the parent.
         shared = Ledger.create(path, spec.concurrency + 1)
@@ -60,6 +61,7 @@ def measure(spec: PointSpec, folder: Path) -> PointResult:
         spec.service_pid,
         conductor,
         None if shared is None else Stall(shared, stall_s),
+        own_memory=model.language is None,
     )
     monitor.start()
     # What exists now (the imports, the harness) moves out of the collector's way: a full

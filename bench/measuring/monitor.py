@@ -158,8 +158,12 @@ class TreeMonitor(threading.Thread):
         service_pid: int | None,
         conductor: Conductor | None = None,
         stall: Stall | None = None,
+        own_memory: bool = True,
     ) -> None:
         super().__init__(daemon=True)
+        # False: the model is a program this process only waits for (another language), so
+        # the memory read is its tree's, not this Python's.
+        self.own_memory = own_memory
         self.announce_fd = announce_fd
         self.warmup_s = warmup_s
         self.duration_s = duration_s
@@ -255,12 +259,13 @@ class TreeMonitor(threading.Thread):
         ledger's jobs, at the kept samples' period)."""
         now_s = time.perf_counter()
         self.tree = [self.process, *self.process.children(recursive=True)]
-        rss = sum(_quietly(lambda p: p.memory_info().rss, proc, 0) for proc in self.tree)
+        held = self.tree if self.own_memory else self.tree[1:]
+        rss = sum(_quietly(lambda p: p.memory_info().rss, proc, 0) for proc in held)
         usage = self.usage
         usage.rss_peak_mb = max(usage.rss_peak_mb, rss / BYTES_PER_MB)
         pss = math.nan
         if now_s >= self.pss_next_s:
-            pss = math.fsum(_pss_mb(proc.pid) for proc in self.tree)
+            pss = math.fsum(_pss_mb(proc.pid) for proc in held)
             spent_s = time.perf_counter() - now_s
             self.pss_next_s = now_s + spent_s / _PSS_SHARE
             if not math.isnan(pss) and not pss <= usage.pss_peak_mb:  # a NaN peak: the first

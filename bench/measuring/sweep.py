@@ -163,7 +163,7 @@ def plan_points(config: SweepConfig, calibration: Calibration) -> list[Planned]:
             for level, rate in itertools.product(config.concurrency, rates):
                 reason = ""
                 if python is None and not info.available():
-                    reason = f"{info.requires} is not installed on this platform"
+                    reason = info.missing()
                 elif python is not None and info.requires not in (None, *python.modules):
                     reason = f"{info.requires} is not installed for Python {python.tag} " + (
                         f"(install the engines there: `{python.path} -m pip install distributed "
