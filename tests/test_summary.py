@@ -14,6 +14,7 @@ from bench.analysing.levels import (
     client_costs,
     coefficient_of_variation,
     engine_floors,
+    language_costs,
     mean_ci,
     per_level,
     twin_ratios,
@@ -171,7 +172,7 @@ def test_the_verdict_names_a_clear_winner_and_what_limits_each_model() -> None:
     assert verdict.best.ci_low < 505.0 < verdict.best.ci_high
     assert verdict.tied == ()  # threads' interval lies far below
     assert verdict.limits == {
-        "uvloop": "one core full: its event loop runs every job's Python and scheduling",
+        "uvloop": "one core full: its event loop runs every job's code and scheduling",
         "threads": "waiting or scheduling: 0.30 of 2 cores busy at N=8, 30% of the bound",
         "trio": "too few users: it kept up with the bound at N=8; a higher N serves more",
     }
@@ -242,3 +243,26 @@ def test_an_engines_floor_is_its_single_job_cost_over_threads() -> None:
             "reference_cpu_ms_per_job": 25.0,
         }
     )
+
+
+def test_a_language_model_is_set_beside_pythons_event_loops() -> None:
+    node = pd.concat(
+        [
+            rows([100.0]).assign(model="node", concurrency=1, cpu_util=0.1, rss_peak_mb=50.0),
+            rows([400.0]).assign(model="node", concurrency=101, cpu_util=1.0, rss_peak_mb=60.0),
+        ]
+    )
+    loop = rows([200.0]).assign(model="asyncio", concurrency=101, cpu_util=1.0, rss_peak_mb=30.0)
+    other = rows([50.0]).assign(model="threads", concurrency=101)  # not a reference
+    costs = language_costs(per_level(pd.concat([node, loop, other])))
+    assert list(zip(costs["model"], costs["concurrency"], strict=True)) == [
+        ("node", 1),
+        ("node", 101),
+        ("asyncio", 101),
+    ]
+    top = costs[costs["concurrency"] == 101].set_index("model")
+    assert top.loc["node", "cpu_ms_per_job"] == pytest.approx(2.5)  # 1 core over 400 jobs/s
+    assert top.loc["node", "kb_per_job_in_flight"] == pytest.approx(100.0)  # 10 MB, 100 jobs
+    assert math.isnan(float(top.loc["asyncio", "kb_per_job_in_flight"]))  # its one level: no slope
+    (sentence,) = [s for s in findings(per_level(pd.concat([node, loop])), 2) if "runtimes" in s]
+    assert sentence.startswith("The same jobs in other runtimes at N=101: node 400.0 jobs/s")

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from bench.analysing.levels import client_costs, engine_floors, knees
+from bench.analysing.levels import client_costs, engine_floors, knees, language_costs
 from bench.analysing.memory import Drift
 from bench.analysing.thresholds import (
     DEGRADATION,
@@ -52,6 +52,7 @@ def findings(
         *_degradation(ok),
         *_client_costs(levels),
         *_engine_floors(levels),
+        *_languages(levels),
         *_interpreters(ok),
         _largest_gap(ok, cores),
         *_memory(memory, grew=True),
@@ -269,6 +270,30 @@ def _engine_floors(levels: pd.DataFrame) -> list[str]:
         "the floor of sending a job through the engine and back."
         for r in engine_floors(levels).to_dict("records")
         if r["reference"]
+    ]
+
+
+def _languages(levels: pd.DataFrame) -> list[str]:
+    """What the same order costs in each runtime, at the highest level a language model was
+    measured: jobs served, CPU per job and memory per job in flight."""
+    costs = language_costs(levels)
+    if costs.empty:
+        return []
+    top = costs[costs["concurrency"] == costs["concurrency"].max()]
+    parts = [
+        f"{r['model']} {r['throughput']:.1f} jobs/s at {r['cpu_ms_per_job']:.2f} ms of CPU a job, "
+        f"{r['rss_peak_mb']:.0f} MB"
+        + (
+            ""
+            if math.isnan(r["kb_per_job_in_flight"])
+            else f" ({r['kb_per_job_in_flight']:.0f} kB a job in flight)"
+        )
+        for r in top.to_dict("records")
+    ]
+    return [
+        f"The same jobs in other runtimes at N={int(top['concurrency'].iloc[0])}: "
+        + "; ".join(parts)
+        + "."
     ]
 
 

@@ -192,6 +192,58 @@ def twin_ratios(levels: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# The Python models a language model is set beside: one event loop, the faster loop, and the
+# loops of every core.
+LANGUAGE_REFERENCES = ("asyncio", "uvloop", "processes-asyncio")
+
+
+def language_costs(levels: pd.DataFrame) -> pd.DataFrame:
+    """Every level at which a model in another language was measured ok: it and the Python
+    reference models (`LANGUAGE_REFERENCES`) the run holds there, each with its throughput,
+    p99, CPU per job served, peak RSS, and memory per job in flight: the RSS it gained over its
+    lowest level, per job more in flight (NaN at that level: nothing to set it against), from
+    the per-level medians (`per_level`)."""
+    ok = levels[(levels["status"] == "ok") & levels["rate"].isna()]
+    names = ok["model"].map(lambda m: split_label(str(m))[0])
+    foreign = names.map(lambda n: n in MODELS and MODELS[n].language is not None).astype(bool)
+    measured = set(ok.loc[foreign, "concurrency"].astype(int))
+    shown = ok[
+        (foreign | names.isin(LANGUAGE_REFERENCES)) & ok["concurrency"].astype(int).isin(measured)
+    ]
+    lowest = {
+        str(model): rows.sort_values("concurrency").iloc[0]
+        for model, rows in ok.groupby("model", sort=False)
+    }
+    rows = []
+    for r in shown.sort_values(["concurrency"], kind="stable").to_dict("records"):
+        base, n = lowest[str(r["model"])], int(r["concurrency"])
+        more = n - int(base["concurrency"])
+        gained_mb = float(r["rss_peak_mb"]) - float(base["rss_peak_mb"])
+        rows.append(
+            {
+                "model": r["model"],
+                "concurrency": n,
+                "throughput": r["throughput"],
+                "latency_p99_ms": r["latency_p99_ms"],
+                "cpu_ms_per_job": _cpu_ms_per_job(r),
+                "rss_peak_mb": r["rss_peak_mb"],
+                "kb_per_job_in_flight": 1000.0 * gained_mb / more if more else math.nan,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "concurrency",
+            "throughput",
+            "latency_p99_ms",
+            "cpu_ms_per_job",
+            "rss_peak_mb",
+            "kb_per_job_in_flight",
+        ],
+    )
+
+
 def engine_floors(levels: pd.DataFrame) -> pd.DataFrame:
     """What sending a job through dask or celery costs with one job in flight: each engine's
     p50 latency and CPU per job at N=1 beside those of a model that runs the same blocking

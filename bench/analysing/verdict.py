@@ -115,7 +115,7 @@ def limit(row: pd.Series[float], cores: int, lock_bound_per_s: float = math.inf)
     if float(row["efficiency"]) >= _KEPT_UP:
         return f"too few users: it kept up with the bound at N={n}; a higher N serves more"
     if cpu >= ONE_CORE and entry is not None and entry.one_loop:
-        return "one core full: its event loop runs every job's Python and scheduling"
+        return "one core full: its event loop runs every job's code and scheduling"
     if cpu >= ONE_CORE and entry is not None and entry.cap == "threads":
         return "one core full: the GIL lets one thread run Python at a time"
     if entry is not None and entry.engine:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysing.findings import KEY_FINDINGS, findings, open_findings, share_text
-from bench.analysing.levels import client_costs, engine_floors, twin_ratios
+from bench.analysing.levels import client_costs, engine_floors, language_costs, twin_ratios
 from bench.analysing.memory import drifts
 from bench.analysing.overhead import medians as overhead_medians
 from bench.files.meta import MicroCost, RunMeta
@@ -134,6 +134,7 @@ def render(results: Results) -> str:
         *_twins_html(results),
         *_clients_html(results),
         *_engines_html(results),
+        *_languages_html(results),
         "<section id='usl'><h2>Scalability fits (Universal Scalability Law)</h2>",
         "<p>X(N) = &lambda;N / (1 + &sigma;(N&minus;1) + &kappa;N(N&minus;1)): &sigma; is the "
         "share of each job that serialises (a lock, the GIL, one event loop), &kappa; the cost "
@@ -320,6 +321,32 @@ def _clients_html(results: Results) -> list[str]:
                 ("tcp CPU ms per job", "tcp_cpu_ms_per_job"),
                 ("client's share of CPU", "client_share"),
                 ("pool wait ms", "db_pool_wait_ms"),
+            ),
+        ),
+        "</section>",
+    ]
+
+
+def _languages_html(results: Results) -> list[str]:
+    costs = language_costs(results.levels)
+    if costs.empty:
+        return []
+    return [
+        "<section id='languages'><h2>Beyond Python</h2>",
+        "<p>The same jobs (the same draws, CPU work and checks) in other languages' runtimes, "
+        "beside Python's event loops, at each level where a language model was measured "
+        "(medians). CPU counts each model's whole process tree per job served; memory per job "
+        "in flight is the peak RSS it gained over its lowest level, per job more in flight.</p>",
+        table(
+            [r | {"status": "ok"} for r in costs.to_dict("records")],
+            (
+                ("model", "model"),
+                ("N", "concurrency"),
+                ("jobs/s", "throughput"),
+                ("p99 ms", "latency_p99_ms"),
+                ("CPU ms per job", "cpu_ms_per_job"),
+                ("RSS MB", "rss_peak_mb"),
+                ("kB per job in flight", "kb_per_job_in_flight"),
             ),
         ),
         "</section>",
