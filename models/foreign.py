@@ -40,7 +40,7 @@ class Language:
         absent = [tool for tool in self.tools if shutil.which(tool) is None]
         if not absent:
             return ""
-        return f"{', '.join(absent)} not found; install it (`{self.install}`)"
+        return f"{', '.join(absent)} not found: install it with `{self.install}`"
 
     def command(self) -> list[str]:
         """The program's command, built first if its build is not cached."""
