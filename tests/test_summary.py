@@ -203,6 +203,13 @@ def test_cores_shared_with_the_latency_service_are_named_as_full() -> None:
     assert spare.limits["processes"].startswith("waiting or scheduling: 1.65 of 2 cores")
 
 
+def test_a_limit_needing_an_unread_cpu_says_it_was_not_measured() -> None:
+    late = verdict_rows("processes", [300.0], 40.0, cpu_util=math.nan, efficiency=0.6)
+    verdict = decide(per_level(late), 2, slo_ms=100.0)
+    assert verdict.limits["processes"].startswith("not measured: its CPU was not read at N=8")
+    assert "nan" not in verdict.limits["processes"]
+
+
 def test_the_verdict_ties_models_within_noise() -> None:
     one = verdict_rows("asyncio", [500.0, 400.0, 600.0], 40.0)
     other = verdict_rows("uvloop", [480.0, 380.0, 580.0], 40.0)

@@ -91,6 +91,11 @@ def limit(row: pd.Series[float], cores: int, lock_bound_per_s: float = math.inf)
     n = int(row["concurrency"])
     if entry is not None and entry.one_at_a_time:
         return "it serves one job at a time, whatever N"
+    if math.isnan(cpu):
+        return (
+            f"not measured: its CPU was not read at N={n} (a reading too late at a window's "
+            f"edge); it reached {row['efficiency']:.0%} of the bound"
+        )
     if cpu >= ONE_CORE * cores:
         if entry is not None and entry.engine:
             return (
