@@ -55,7 +55,6 @@ def check_jobs(tally: Tally, scenario: Scenario, jobs: int) -> list[int]:
     assert [r[0].index for r in records] == list(range(jobs)), tally.errors
     verifier = Verifier()
     for job, submitted_s, started_s, ended_s, checksum, outcome in records:
-        assert job == draw_job(scenario, TINY_CALIBRATION, SEED, job.index)
         assert verifier.accepts(job, outcome, checksum), (job.index, outcome, checksum)
         assert submitted_s <= started_s <= ended_s
     assert sorted(tally.discarded)[:1] == [jobs] or jobs == 0
