@@ -210,6 +210,12 @@ def test_a_limit_needing_an_unread_cpu_says_it_was_not_measured() -> None:
     assert "nan" not in verdict.limits["processes"]
 
 
+def test_a_latency_service_at_its_core_is_named_as_the_limit() -> None:
+    held = verdict_rows("go", [50000.0], 280.0, cpu_util=0.74, efficiency=0.26)
+    verdict = decide(per_level(held.assign(service_cpu_util=0.97)), 2, slo_ms=500.0)
+    assert verdict.limits["go"].startswith("the latency service: it used 97% of a core")
+
+
 def test_the_verdict_ties_models_within_noise() -> None:
     one = verdict_rows("asyncio", [500.0, 400.0, 600.0], 40.0)
     other = verdict_rows("uvloop", [480.0, 380.0, 580.0], 40.0)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.analysing.thresholds import ONE_CORE
+from bench.analysing.thresholds import ONE_CORE, SERVICE_BUSY
 from models import registered
 
 # A model whose best level reached this share of the bound was held back by its users, not
@@ -85,7 +85,7 @@ def _choice(row: pd.Series[float]) -> Choice:
 def limit(row: pd.Series[float], cores: int, lock_bound_per_s: float = math.inf) -> str:
     """What held a model back at its highest level (`row`, its medians), from what was
     measured there: its users, the hottest lock (when the bound there is `lock_bound_per_s`),
-    the machine's cores, one core, the GIL, the engine, or waiting."""
+    the machine's cores, the latency service, one core, the GIL, the engine, or waiting."""
     model, cpu = str(row["model"]), float(row["cpu_util"])
     entry = registered(model)
     n = int(row["concurrency"])
@@ -109,6 +109,11 @@ def limit(row: pd.Series[float], cores: int, lock_bound_per_s: float = math.inf)
         return (
             f"all {cores} cores were busy: {cpu:.2f} with the jobs' work and {service:.2f} with "
             "the latency service on the same machine (--service moves it to another)"
+        )
+    if service >= SERVICE_BUSY:  # one process answers every round trip of the run
+        return (
+            f"the latency service: it used {service:.0%} of a core (the model {cpu:.2f} cores); "
+            "run it on another machine (bench serve, then --service) to find the model's own"
         )
     if float(row["efficiency"]) >= _KEPT_UP and float(row["bound"]) >= lock_bound_per_s * (
         1 - 1e-9
