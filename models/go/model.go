@@ -17,7 +17,7 @@
 //     runs to its own deadline, as only a deadline interrupts a net.Conn, and a goroutine per
 //     try to set one on cancellation (Go 1.19 has no context.AfterFunc) costs more than it saves.
 //   - A step goes over the wire protocol whatever its `via`: this model has no HTTP client
-//     and no database driver, as the Python models without --client or --database.
+//     and no database driver, as the Python models over --transport tcp.
 //   - The clock is CLOCK_MONOTONIC, read once at the start; later readings add Go's monotonic
 //     time since then, which comes from the same clock.
 //   - Go's math.Log, Exp, Cos and Pow are its own, not the C library's that Python calls: 7%,
