@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import math
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +211,8 @@ def run(
         config = dataclasses.replace(config, database=store.database)
     elif "postgres" in transports:  # no server to be had: its points are skipped, saying why
         config = dataclasses.replace(config, database_missing=database_module.MISSING)
-    with _closed_on_error(store):
+    server: Service | None = None
+    try:  # the run's database is closed however the run ends, from here on
         calibration = calibrate()
         micro = _quick_micro()
         # Only now, so that Ctrl-C during the set-up above leaves no run without its meta.json.
@@ -267,7 +267,6 @@ def run(
             left_s = budget - (time.time() - begun_s) - _REPORT_S
             config = dataclasses.replace(config, budget_s=max(0.0, left_s))
             progress.on_deadline(time.time() + left_s + _REPORT_S)
-    try:
         run_sweep(config, calibration, cores, progress.on_start, keep, server, advice.append)
         wire_models = [label for label in config.models if split_label(label)[1] is None]
         if overhead and (held := with_bare_loops(wire_models)):
@@ -480,20 +479,6 @@ def _describe_database(config: SweepConfig, url: str | None) -> dict[str, dict[s
             **{driver: db_version(driver) or "not installed" for driver in drivers},
         }
     }
-
-
-@contextlib.contextmanager
-def _closed_on_error(
-    store: database_module.LocalDatabase | database_module.UserDatabase | None,
-) -> Iterator[None]:
-    """Close the run's database if what follows fails (once the sweep runs, its `finally`
-    closes it)."""
-    try:
-        yield
-    except BaseException:
-        if store is not None:
-            store.close()
-        raise
 
 
 def _open_database(

@@ -461,6 +461,26 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
     return data
 
 
+def scenario_from_dict(data: dict[str, Any]) -> Scenario:
+    """The inverse of `scenario_to_dict`."""
+    return Scenario(
+        data["name"],
+        data["description"],
+        tuple(
+            Stage(stage["name"], tuple(_step_from_dict(step) for step in stage["steps"]))
+            for stage in data["stages"]
+        ),
+    )
+
+
+def _step_from_dict(data: dict[str, Any]) -> IoStep | CpuStep:
+    fields = {key: value for key, value in data.items() if key != "type"}
+    fields["lock"] = Lock(**data["lock"]) if data.get("lock") else None
+    if data["type"] == "io":
+        return IoStep(**fields | {"wait": Dist(**data["wait"])})
+    return CpuStep(**fields | {"cpu": Dist(**data["cpu"])})
+
+
 def draw_job(scenario: Scenario, calibration: Calibration, seed: int, index: int) -> Job:
     """Draw job `index`; the result depends only on (scenario, calibration, seed, index)."""
     rng = Stream(seed, index)

@@ -10,8 +10,8 @@ import pytest
 
 from bench.cli import main
 from bench.files.scenario_file import ScenarioFileError, load_scenario_file
-from bench.files.scenarios import resolve_scenario, scenario_from_dict, scenario_to_dict
-from models.workload import CpuStep, Dist, IoStep, Lock
+from bench.files.scenarios import resolve_scenario
+from models.workload import CpuStep, Dist, IoStep, Lock, scenario_from_dict, scenario_to_dict
 
 VALID = """
 name = "checkout"

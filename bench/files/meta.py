@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from bench.files.scenarios import scenario_from_dict, scenario_to_dict
-from models.workload import Calibration, Scenario
+from models.workload import Calibration, Scenario, scenario_from_dict, scenario_to_dict
 
 _Record = TypeVar("_Record")
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from bench.errors import UnknownNameError
 from models.scenarios import SCENARIOS
-from models.workload import CpuStep, Dist, IoStep, Lock, Scenario, Stage, scenario_to_dict
-
-__all__ = ["scenario_to_dict"]  # its plain-data form, defined beside the scenario
+from models.workload import CpuStep, Dist, IoStep, Scenario
 
 
 def resolve_scenario(name: str) -> Scenario:
@@ -82,23 +79,3 @@ def describe_scenario(scenario: Scenario) -> list[str]:
             f"  the hottest lock lets at most {scenario.lock_limit_per_s():.0f} jobs/s through"
         )
     return lines
-
-
-def scenario_from_dict(data: dict[str, Any]) -> Scenario:
-    """The inverse of `scenario_to_dict`."""
-    return Scenario(
-        data["name"],
-        data["description"],
-        tuple(
-            Stage(stage["name"], tuple(_step_from_dict(step) for step in stage["steps"]))
-            for stage in data["stages"]
-        ),
-    )
-
-
-def _step_from_dict(data: dict[str, Any]) -> IoStep | CpuStep:
-    fields = {key: value for key, value in data.items() if key != "type"}
-    fields["lock"] = Lock(**data["lock"]) if data.get("lock") else None
-    if data["type"] == "io":
-        return IoStep(**fields | {"wait": Dist(**data["wait"])})
-    return CpuStep(**fields | {"cpu": Dist(**data["cpu"])})

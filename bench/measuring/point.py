@@ -17,14 +17,13 @@ from typing import Any
 import psutil
 
 from bench.analysing.steady import Goal
-from bench.files.scenarios import scenario_from_dict, scenario_to_dict
 from bench.measuring.environment import child_environment, python_command
 from bench.measuring.monitor import Sample
 from models.cluster import Engine
 from models.db import Database
 from models.load import Window, arrivals
 from models.recording import Histogram
-from models.workload import Calibration, Scenario
+from models.workload import Calibration, Scenario, scenario_from_dict, scenario_to_dict
 
 
 @dataclass(frozen=True)
